@@ -1,0 +1,558 @@
+package rotating
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lib/pq"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/pgrotate/rotating/secrets"
+)
+
+// Compile-time checks: sql.OpenDB takes a driver.Connector, and sql.DB.Close
+// calls Close on a connector that is an io.Closer.
+var (
+	_ driver.Connector = (*Connector)(nil)
+	_ io.Closer        = (*Connector)(nil)
+)
+
+// Connector is a driver.Connector that opens PostgreSQL connections with the
+// credential its source currently holds, and follows the credential when it
+// is rotated. Use it with sql.OpenDB; sql.DB.Close closes it.
+//
+// Connect uses an in-memory copy of the credential and calls the source only
+// on first use, after the database rejected a login, and for background
+// refreshes (see WithRefreshInterval and Credential.Expires). Connections
+// already open are never touched: PostgreSQL keeps sessions open across a
+// password change.
+//
+// A Connector is safe for concurrent use.
+type Connector struct {
+	base    baseConfig
+	src     secrets.Source
+	srcName string
+	cfg     config
+	log     *slog.Logger
+
+	// cur is the credential Connect uses. It only moves forward (to a higher
+	// generation); Connect reads it without a lock.
+	cur atomic.Pointer[entry]
+	// lastGen numbers credentials as they are built, so that "newer than the
+	// one that failed" is a comparison.
+	lastGen atomic.Uint64
+	// flights makes concurrent refreshes one call to the source.
+	flights singleflight.Group
+
+	// ctx is owned by the Connector and cancelled by Close. Shared fetches
+	// and the background refresh run on it, never on a caller's context.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wake tells the background refresh that the credential changed.
+	wake chan struct{}
+	// closed mirrors the closed field for the Connect hot path.
+	closed atomic.Bool
+
+	// mu guards the fields below. It is never held across I/O or a wait.
+	mu sync.Mutex
+	// isClosed is set by Close; background work is started (wg.Add) only
+	// while it is false, so that Close's wg.Wait covers all of it.
+	isClosed        bool
+	wg              sync.WaitGroup
+	backgroundStart bool
+	// backoff is the current pause between calls to the source while it
+	// fails or keeps returning a rejected credential; nextFetch is when the
+	// next call may be made.
+	backoff   time.Duration
+	nextFetch time.Time
+	// lastPending is the last pending credential offered by the source, so
+	// that offering the same one again does not count as something new.
+	lastPending *entry
+	// staleCurrent is the rejected current credential that a pending one
+	// replaced: while the store still returns it as current (AWS's window
+	// between setSecret and finishSecret), that is not a change.
+	staleCurrent *secrets.Credential
+
+	stats counters
+}
+
+// entry is one credential with everything prebuilt to dial with it.
+type entry struct {
+	cred      secrets.Credential
+	gen       uint64
+	fetchedAt time.Time
+	pending   bool // offered by PendingSource.FetchPending
+	conn      driver.Connector
+	// rejected is set when a login with this credential fails, so that a
+	// refresh that finds the same credential in the store knows the store is
+	// behind the database.
+	rejected atomic.Bool
+}
+
+// NewConnector returns a Connector for dsn (key=value or postgres:// URL, as
+// lib/pq accepts) that logs in with the credentials src provides.
+//
+// The credential's username and password replace any in the DSN; the DSN
+// is authoritative for host, port, database and TLS settings, and the
+// credential fills only what the DSN leaves unset (see
+// WithEndpointFromSecret). PGPASSWORD, PGUSER's effect on a credential with a
+// username, PGPASSFILE and ~/.pgpass are never used for the login.
+//
+// NewConnector does not call the source: the first Connect does. Errors are a
+// *DSNError for a malformed DSN and ErrInvalidOption for bad options.
+func NewConnector(dsn string, src secrets.Source, opts ...Option) (*Connector, error) {
+	if src == nil {
+		return nil, errors.New("rotating: nil secrets.Source")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if err := cfg.err(); err != nil {
+		return nil, err
+	}
+	base, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	c := &Connector{
+		base:    base,
+		src:     src,
+		srcName: secrets.Describe(src),
+		cfg:     cfg,
+		wake:    make(chan struct{}, 1),
+		backoff: cfg.minBackoff,
+	}
+	c.log = cfg.logger.With(slog.String("source", c.srcName))
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Driver returns lib/pq's driver. database/sql only uses it for DB.Driver.
+func (c *Connector) Driver() driver.Driver { return &pq.Driver{} }
+
+// Connect opens a connection with the cached credential and returns the
+// driver's connection unwrapped.
+//
+// If the database rejects the login (see WithAuthErrorCodes), Connect finds
+// a working credential before giving up: a newer one already cached by
+// another Connect; else one shared refresh from the source (one call for
+// all concurrent callers); else the source's pending credential (see
+// secrets.PendingSource); else it re-checks the store with backoff until
+// WithRotationWait's bound or ctx ends, and returns an *AuthError.
+// Any other dial error is returned as the driver gave it.
+func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	e := c.cur.Load()
+	if e == nil {
+		var err error
+		if e, err = c.firstCredential(ctx); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := c.dial(ctx, e)
+	if err == nil || !hasSQLState(err, c.cfg.authCodes) {
+		return conn, err
+	}
+	return c.connectAfterRejection(ctx, e, err)
+}
+
+func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
+	c.stats.dials.Add(1)
+	conn, err := e.conn.Connect(ctx)
+	if err != nil {
+		c.stats.dialErrors.Add(1)
+	}
+	return conn, err
+}
+
+// firstCredential fetches the first credential through the same shared
+// refresh as everything else, so that many concurrent first Connects make
+// one call to the source.
+func (c *Connector) firstCredential(ctx context.Context) (*entry, error) {
+	if _, err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	if e := c.cur.Load(); e != nil {
+		return e, nil
+	}
+	// Only reachable if the connector was closed during the fetch.
+	return nil, ErrClosed
+}
+
+// connectAfterRejection is the rotation path: the login with failed was
+// rejected with dialErr. It loops until a login succeeds, a non-auth error
+// occurs, or the rotation wait or ctx ends.
+func (c *Connector) connectAfterRejection(ctx context.Context, failed *entry, dialErr error) (driver.Conn, error) {
+	start := time.Now()
+	c.markRejected(failed, dialErr)
+	waitCtx, cancel := context.WithTimeout(ctx, c.cfg.rotationWait)
+	defer cancel()
+
+	var fetchErr error
+	for {
+		next, err := c.credentialAfter(waitCtx, failed)
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil, err
+			}
+			if waitCtx.Err() != nil {
+				return nil, c.giveUp(ctx, failed, dialErr, fetchErr, start)
+			}
+			fetchErr = err
+			continue // the next refresh waits for the backoff
+		}
+		conn, err := c.dial(ctx, next)
+		if err == nil {
+			c.stats.recoveries.Add(1)
+			next.rejected.Store(false)
+			if next.pending {
+				c.promotePending(next)
+			}
+			return conn, nil
+		}
+		if !hasSQLState(err, c.cfg.authCodes) {
+			return nil, err
+		}
+		failed, dialErr = next, err
+		c.markRejected(failed, dialErr)
+		if waitCtx.Err() != nil {
+			return nil, c.giveUp(ctx, failed, dialErr, fetchErr, start)
+		}
+	}
+}
+
+func (c *Connector) markRejected(e *entry, err error) {
+	c.stats.authFailures.Add(1)
+	if !e.rejected.Swap(true) {
+		c.log.Warn("rotating: login rejected; looking for a newer credential",
+			slog.Uint64("generation", e.gen), slog.String("version", e.cred.Version),
+			slog.String("username", e.cred.Username), slog.Bool("pending", e.pending),
+			slog.String("sqlstate", sqlState(err)))
+	}
+}
+
+func (c *Connector) giveUp(ctx context.Context, failed *entry, dialErr, fetchErr error, start time.Time) error {
+	c.stats.recoveryFailures.Add(1)
+	err := &AuthError{
+		Source:   c.srcName,
+		Username: failed.cred.Username,
+		Version:  failed.cred.Version,
+		Waited:   time.Since(start),
+		Err:      dialErr,
+		FetchErr: fetchErr,
+		CtxErr:   ctx.Err(),
+	}
+	c.log.Error("rotating: no working credential", slog.Any("error", err))
+	return err
+}
+
+// credentialAfter returns a credential to try after failed was rejected:
+// the cached one if it is newer than failed; otherwise, after one shared
+// refresh, the newly cached one or a pending one; otherwise the cached one
+// again (the refresh found nothing new, and the next refresh will wait for
+// the backoff, so trying the cached one again costs one login per backoff
+// step and recovers when the database, not the store, was behind).
+func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry, error) {
+	if cur := c.cur.Load(); cur.gen > failed.gen {
+		return cur, nil
+	}
+	pending, err := c.refresh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cur := c.cur.Load(); cur.gen > failed.gen {
+		return cur, nil
+	}
+	if pending != nil && pending.gen > failed.gen {
+		return pending, nil
+	}
+	return c.cur.Load(), nil
+}
+
+// refresh joins or starts the one shared refresh and waits for it or for
+// ctx. It returns a pending credential when the refresh found one.
+func (c *Connector) refresh(ctx context.Context) (*entry, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	ch := c.flights.DoChan("refresh", c.sharedRefresh)
+	select {
+	case r := <-ch:
+		pending, _ := r.Val.(*entry)
+		return pending, r.Err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// sharedRefresh is the body of the one refresh all callers share. It runs on
+// the connector's context, so no caller's cancellation affects it.
+func (c *Connector) sharedRefresh() (any, error) {
+	if !c.enter() {
+		return nil, ErrClosed
+	}
+	defer c.wg.Done()
+
+	// Pace calls to the source: at most one per backoff step.
+	c.mu.Lock()
+	wait := time.Until(c.nextFetch)
+	c.mu.Unlock()
+	if err := sleep(c.ctx, wait); err != nil {
+		return nil, ErrClosed
+	}
+
+	cur := c.cur.Load()
+	cred, err := c.fetch(false, func(ctx context.Context) (secrets.Credential, error) { return c.src.Fetch(ctx) })
+	if err != nil {
+		// A failed fetch never evicts the cached credential: it may well
+		// still work.
+		c.paceAfter(false)
+		return nil, err
+	}
+	if cur == nil || !c.sameAsCached(cur, cred) {
+		err := c.install(cred, cur)
+		c.paceAfter(err == nil)
+		return nil, err
+	}
+	if !cur.rejected.Load() {
+		c.paceAfter(true)
+		return nil, nil
+	}
+
+	// The store returned the very credential the database just rejected:
+	// the store is behind the database (a manual ALTER ROLE before the vault
+	// was updated, or AWS's window between setSecret and finishSecret).
+	c.paceAfter(false)
+	ps, ok := c.src.(secrets.PendingSource)
+	if !ok {
+		return nil, nil
+	}
+	pcred, err := c.fetch(true, func(ctx context.Context) (secrets.Credential, error) { return ps.FetchPending(ctx, cur.cred) })
+	if err != nil {
+		if errors.Is(err, secrets.ErrNoPending) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if pcred.SameLogin(cur.cred) {
+		return nil, nil
+	}
+	return c.pendingEntry(pcred)
+}
+
+// fetch calls the source with the connector's context and fetch timeout,
+// validates the result and counts it.
+func (c *Connector) fetch(pending bool, call func(context.Context) (secrets.Credential, error)) (secrets.Credential, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.fetchTimeout)
+	defer cancel()
+	if pending {
+		c.stats.pendingFetches.Add(1)
+	} else {
+		c.stats.fetches.Add(1)
+	}
+	c.log.Debug("rotating: fetching credential", slog.Bool("pending", pending))
+	cred, err := call(ctx)
+	if err == nil {
+		err = cred.Validate()
+	}
+	if err != nil {
+		if pending && errors.Is(err, secrets.ErrNoPending) {
+			return secrets.Credential{}, err
+		}
+		c.stats.fetchErrors.Add(1)
+		ferr := &FetchError{Source: c.srcName, Pending: pending, Err: err}
+		c.log.Warn("rotating: credential fetch failed", slog.Any("error", ferr))
+		return secrets.Credential{}, ferr
+	}
+	return cred, nil
+}
+
+// sameAsCached reports whether a freshly fetched current credential is no
+// change: the same login as the cached one, or the stale current one that a
+// working pending credential has already replaced.
+func (c *Connector) sameAsCached(cur *entry, cred secrets.Credential) bool {
+	if cred.SameLogin(cur.cred) {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cur.pending && c.staleCurrent != nil && cred.SameLogin(*c.staleCurrent)
+}
+
+func (c *Connector) newEntry(cred secrets.Credential, pending bool) (*entry, error) {
+	conn, err := c.cfg.newConnector(c.base.withCredential(cred, c.cfg.endpointFromSecret))
+	if err != nil {
+		return nil, &FetchError{Source: c.srcName, Pending: pending, Err: err}
+	}
+	return &entry{
+		cred:      cred,
+		gen:       c.lastGen.Add(1),
+		fetchedAt: time.Now(),
+		pending:   pending,
+		conn:      conn,
+	}, nil
+}
+
+// install makes cred the cached credential, replacing prev.
+func (c *Connector) install(cred secrets.Credential, prev *entry) error {
+	e, err := c.newEntry(cred, false)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.staleCurrent = nil
+	c.mu.Unlock()
+	c.store(e)
+	if prev != nil {
+		c.stats.changes.Add(1)
+	}
+	c.log.Info("rotating: credential changed", slog.Uint64("generation", e.gen),
+		slog.Any("credential", e.cred))
+	return nil
+}
+
+// pendingEntry returns an entry for a pending credential, reusing the one
+// built for the same login last time so that it does not count as new.
+func (c *Connector) pendingEntry(cred secrets.Credential) (*entry, error) {
+	c.mu.Lock()
+	last := c.lastPending
+	c.mu.Unlock()
+	if last != nil && last.cred.SameLogin(cred) {
+		return last, nil
+	}
+	e, err := c.newEntry(cred, true)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.lastPending = e
+	c.mu.Unlock()
+	c.log.Info("rotating: trying pending credential", slog.Uint64("generation", e.gen),
+		slog.Any("credential", e.cred))
+	return e, nil
+}
+
+// promotePending makes a pending credential that just logged in the cached
+// one, unless something newer is cached already. Pending credentials that
+// have not worked are never cached.
+func (c *Connector) promotePending(p *entry) {
+	for {
+		cur := c.cur.Load()
+		if cur.gen >= p.gen {
+			return
+		}
+		if c.cur.CompareAndSwap(cur, p) {
+			stale := cur.cred
+			c.mu.Lock()
+			c.staleCurrent = &stale
+			c.mu.Unlock()
+			c.stats.changes.Add(1)
+			c.stats.promotions.Add(1)
+			c.log.Info("rotating: pending credential works; using it", slog.Uint64("generation", p.gen),
+				slog.Any("credential", p.cred))
+			c.startBackground(p)
+			c.poke()
+			return
+		}
+	}
+}
+
+// store publishes e as the current credential. Generations only grow, so a
+// late result never replaces a newer credential.
+func (c *Connector) store(e *entry) {
+	for {
+		cur := c.cur.Load()
+		if cur != nil && cur.gen >= e.gen {
+			return
+		}
+		if c.cur.CompareAndSwap(cur, e) {
+			break
+		}
+	}
+	c.startBackground(e)
+	c.poke()
+}
+
+// paceAfter sets when the source may next be called: after the minimum
+// backoff if the last call went well, or after a doubled backoff if it
+// failed or returned a rejected credential again.
+func (c *Connector) paceAfter(ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.backoff = c.cfg.minBackoff
+		c.nextFetch = time.Now().Add(c.backoff)
+		return
+	}
+	c.nextFetch = time.Now().Add(c.backoff)
+	c.backoff = min(2*c.backoff, c.cfg.maxBackoff)
+}
+
+// enter registers background work with Close. It reports false once the
+// connector is closed.
+func (c *Connector) enter() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isClosed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+// Close stops background refreshes, waits for shared fetches in progress to
+// end (they are cancelled) and makes later Connect calls fail with
+// ErrClosed. Open connections are not affected. Close is idempotent and
+// always returns nil.
+func (c *Connector) Close() error {
+	c.mu.Lock()
+	if c.isClosed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.isClosed = true
+	c.closed.Store(true)
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.log.Debug("rotating: connector closed")
+	return nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sqlState(err error) string {
+	var s sqlStater
+	if errors.As(err, &s) {
+		return s.SQLState()
+	}
+	return ""
+}
+
+// jitter returns d scaled by a random factor in [1-f, 1+f].
+func jitter(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
+}

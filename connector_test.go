@@ -1,0 +1,621 @@
+package rotating
+
+import (
+	"bytes"
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
+	"go.uber.org/goleak"
+
+	"github.com/pgrotate/rotating/secrets"
+)
+
+const testDSN = "host=db.example port=5432 dbname=app sslmode=disable"
+
+// newTestConnector returns a connector over db and src with fast timings,
+// closed at the end of the test, and a buffer that receives its logs.
+func newTestConnector(t *testing.T, db *fakeDB, src secrets.Source, opts ...Option) (*Connector, *syncBuffer) {
+	t.Helper()
+	logs := new(syncBuffer)
+	base := []Option{
+		WithNewConnector(db.connector),
+		WithBackoff(10*time.Millisecond, 80*time.Millisecond),
+		WithRotationWait(2 * time.Second),
+		WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+	}
+	c, err := NewConnector(testDSN, src, append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("NewConnector: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, logs
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func mustConnect(t *testing.T, c *Connector) driver.Conn {
+	t.Helper()
+	conn, err := c.Connect(context.Background())
+	if err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	return conn
+}
+
+// connectAll runs n concurrent Connects and returns how many failed and the
+// first error.
+func connectAll(c *Connector, n int) (failed int64, first error) {
+	var wg sync.WaitGroup
+	var nfail atomic.Int64
+	var once sync.Once
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := c.Connect(context.Background())
+			if err != nil {
+				nfail.Add(1)
+				once.Do(func() { first = err })
+				return
+			}
+			conn.Close()
+		}()
+	}
+	wg.Wait()
+	return nfail.Load(), first
+}
+
+func TestConnectReturnsDriverConnUnwrapped(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	var returned driver.Conn
+	c, _ := newTestConnector(t, db, newFakeSource("app", "p1"), WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
+		inner, _ := db.connector(cfg)
+		return connectorFunc(func(ctx context.Context) (driver.Conn, error) {
+			conn, err := inner.Connect(ctx)
+			returned = conn
+			return conn, err
+		}), nil
+	}))
+	conn := mustConnect(t, c)
+	if conn != returned {
+		t.Fatalf("Connect returned %T %p, want the driver's own connection %p", conn, conn, returned)
+	}
+}
+
+type connectorFunc func(context.Context) (driver.Conn, error)
+
+func (f connectorFunc) Connect(ctx context.Context) (driver.Conn, error) { return f(ctx) }
+func (connectorFunc) Driver() driver.Driver                              { return &pq.Driver{} }
+
+func TestHotPathMakesNoFetch(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src)
+	for range 100 {
+		mustConnect(t, c)
+	}
+	if got := src.fetches.Load(); got != 1 {
+		t.Fatalf("100 Connects made %d fetches, want 1 (the first use)", got)
+	}
+	st := c.Stats()
+	if st.Dials != 100 || st.Fetches != 1 || st.CredentialGeneration != 1 || st.CredentialVersion != "v1" {
+		t.Fatalf("Stats = %+v", st)
+	}
+}
+
+func TestConcurrentFirstConnectsShareOneFetch(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	release := make(chan struct{})
+	src.setBlock(release)
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if failed, err := connectAll(c, 100); failed != 0 {
+			t.Errorf("%d of 100 first Connects failed: %v", failed, err)
+		}
+	}()
+	waitFor(func() bool { return src.fetches.Load() >= 1 })
+	time.Sleep(20 * time.Millisecond) // let the other callers pile up on the fetch
+	close(release)
+	<-done
+	if got := src.fetches.Load(); got != 1 {
+		t.Fatalf("100 concurrent first Connects made %d fetches, want 1", got)
+	}
+}
+
+func TestRotationCostsOneFetchWhateverTheConcurrency(t *testing.T) {
+	for _, workers := range []int{1, 16, 64} {
+		t.Run(fmt.Sprint(workers), func(t *testing.T) {
+			db := newFakeDB("app", "p0")
+			src := newFakeSource("app", "p0")
+			c, _ := newTestConnector(t, db, src)
+			mustConnect(t, c)
+			const rotations = 10
+			for i := 1; i <= rotations; i++ {
+				pw := fmt.Sprintf("p%d", i)
+				// The store has the new value before the database changes,
+				// as in AWS's alternating-users rotation.
+				src.set(secrets.Credential{Username: "app", Password: pw, Version: fmt.Sprintf("v%d", i)})
+				db.setPassword("app", pw)
+				if failed, err := connectAll(c, workers); failed != 0 {
+					t.Fatalf("rotation %d: %d of %d Connects failed: %v", i, failed, workers, err)
+				}
+			}
+			if got := src.fetches.Load(); got != rotations+1 {
+				t.Fatalf("%d rotations with %d workers made %d fetches, want %d (1 first use + 1 per rotation)",
+					rotations, workers, got, rotations+1)
+			}
+			st := c.Stats()
+			if st.CredentialChanges != rotations || st.CredentialVersion != "v10" || st.Recoveries == 0 {
+				t.Fatalf("Stats = %+v", st)
+			}
+		})
+	}
+}
+
+func TestRejectedDialUsesNewerCachedCredentialWithoutFetching(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+
+	// Hold one dial made with p1 open while the rotation is handled by
+	// another Connect; then let it fail.
+	holding := make(chan struct{})
+	release := make(chan struct{})
+	var held atomic.Bool
+	db.gate = func(cfg pq.Config) {
+		if cfg.Password == "p1" && held.CompareAndSwap(false, true) {
+			close(holding)
+			<-release
+		}
+	}
+	slow := make(chan error, 1)
+	go func() {
+		conn, err := c.Connect(context.Background())
+		if err == nil {
+			conn.Close()
+		}
+		slow <- err
+	}()
+	<-holding
+	src.set(secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+	mustConnect(t, c) // fails with p1, fetches p2 once
+	before := src.fetches.Load()
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatalf("the held Connect failed: %v", err)
+	}
+	if got := src.fetches.Load(); got != before {
+		t.Fatalf("a late rejection of an older credential fetched again (%d -> %d); the newer cached one should be used", before, got)
+	}
+}
+
+func TestStoreBehindDatabaseIsPolledWithBackoff(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src, WithBackoff(20*time.Millisecond, 100*time.Millisecond))
+	mustConnect(t, c)
+
+	// The runbook: ALTER ROLE first, the vault updated a moment later.
+	db.setPassword("app", "p2")
+	lag := 400 * time.Millisecond
+	timer := time.AfterFunc(lag, func() { src.set(secrets.Credential{Username: "app", Password: "p2"}) })
+	defer timer.Stop()
+
+	start := time.Now()
+	if failed, err := connectAll(c, 32); failed != 0 {
+		t.Fatalf("%d of 32 Connects failed while the store lagged: %v", failed, err)
+	}
+	elapsed := time.Since(start)
+	// 32 waiting callers share the polling: the number of calls depends on
+	// the elapsed time and the backoff schedule (20, 40, 80, 100, 100 ms...),
+	// never on the number of callers.
+	maxCalls := int64(elapsed/(20*time.Millisecond)) + 2
+	got := src.fetches.Load() - 1
+	if got < 2 || got > maxCalls {
+		t.Fatalf("store lagging %v: %d fetches for 32 waiting callers over %v, want between 2 and %d", lag, got, elapsed, maxCalls)
+	}
+}
+
+func TestPendingCredentialBridgesTheRotationWindow(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+
+	// AWS single-user rotation between setSecret and finishSecret: AWSCURRENT
+	// is stale, AWSPENDING is live.
+	pending := secrets.Credential{Username: "app", Password: "p2", Version: "v2"}
+	src.setPending(&pending)
+	db.setPassword("app", "p2")
+	if failed, err := connectAll(c, 64); failed != 0 {
+		t.Fatalf("%d of 64 Connects failed in the rotation window: %v", failed, err)
+	}
+	if f, p := src.fetches.Load()-1, src.pendingFetches.Load(); f != 1 || p != 1 {
+		t.Fatalf("rotation window cost %d current + %d pending fetches, want 1 + 1", f, p)
+	}
+	st := c.Stats()
+	if !st.CredentialFromPending || st.PendingPromotions != 1 || st.CredentialVersion != "v2" {
+		t.Fatalf("Stats = %+v", st)
+	}
+	// More Connects in the window use the promoted credential, no fetch.
+	mustConnect(t, c)
+	// finishSecret: AWSCURRENT now holds the pending value; a refresh sees
+	// no change.
+	src.set(pending)
+	src.setPending(nil)
+	if _, err := c.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.CredentialChanges != 1 || st.CredentialVersion != "v2" {
+		t.Fatalf("after finishSecret Stats = %+v", st)
+	}
+}
+
+func TestStaleCurrentDuringWindowIsNotAChange(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+	mustConnect(t, c)
+	// A background refresh during the window reads the stale AWSCURRENT: it
+	// must not replace the working pending credential with the dead one.
+	if _, err := c.refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.cur.Load().cred.Password; got != "p2" {
+		t.Fatal("a refresh during the rotation window replaced the working pending credential with the stale current one")
+	}
+}
+
+func TestPendingCredentialThatFailsIsNeverCached(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src, WithRotationWait(300*time.Millisecond))
+	mustConnect(t, c)
+	src.setPending(&secrets.Credential{Username: "app", Password: "wrong"})
+	db.setPassword("app", "p3")
+	_, err := c.Connect(context.Background())
+	if !errors.Is(err, ErrCredentialRejected) {
+		t.Fatalf("Connect = %v, want ErrCredentialRejected", err)
+	}
+	if c.cur.Load().pending {
+		t.Fatal("a pending credential that failed to log in was cached")
+	}
+}
+
+func TestWrongCredentialGivesUpWithClearErrorAndBoundedFetches(t *testing.T) {
+	db := newFakeDB("app", "right-password")
+	src := newFakeSource("app", "s3cr3t-wrong-password")
+	c, logs := newTestConnector(t, db, src, WithRotationWait(500*time.Millisecond),
+		WithBackoff(20*time.Millisecond, 100*time.Millisecond))
+
+	const callers = 16
+	errs := make(chan error, callers)
+	start := time.Now()
+	for range callers {
+		go func() { _, err := c.Connect(context.Background()); errs <- err }()
+	}
+	for range callers {
+		err := <-errs
+		if !errors.Is(err, ErrCredentialRejected) {
+			t.Fatalf("Connect = %v, want ErrCredentialRejected", err)
+		}
+		var pqErr *pq.Error
+		if !errors.As(err, &pqErr) || pqErr.Code != pqerror.InvalidPassword {
+			t.Fatalf("the driver's 28P01 *pq.Error is not reachable from %v", err)
+		}
+		var authErr *AuthError
+		if !errors.As(err, &authErr) || authErr.Source != "fake store" || authErr.Username != "app" {
+			t.Fatalf("AuthError = %+v", authErr)
+		}
+		for _, form := range []string{err.Error(), fmt.Sprintf("%v|%+v|%#v", err, err, err)} {
+			if strings.Contains(form, "s3cr3t") || strings.Contains(form, "right-password") {
+				t.Fatal("the error text contains a password")
+			}
+		}
+		if !strings.Contains(err.Error(), "fake store") {
+			t.Fatalf("error %q does not name the source", err)
+		}
+	}
+	elapsed := time.Since(start)
+	// Backoff 20, 40, 80, 100, 100... ms: the store is called about once per
+	// step for the whole process, not once per caller per step.
+	maxCalls := int64(elapsed/(20*time.Millisecond)) + 2
+	if got := src.fetches.Load(); got > maxCalls || got >= callers*2 {
+		t.Fatalf("%d callers over %v made %d fetches, want at most %d", callers, elapsed, got, maxCalls)
+	}
+	if st := c.Stats(); st.RecoveryFailures != callers {
+		t.Fatalf("RecoveryFailures = %d, want %d", st.RecoveryFailures, callers)
+	}
+	if l := logs.String(); strings.Contains(l, "s3cr3t") || strings.Contains(l, "right-password") {
+		t.Fatal("a log line contains a password")
+	}
+}
+
+func TestCallerDeadlineBoundsTheRotationWait(t *testing.T) {
+	db := newFakeDB("app", "other")
+	c, _ := newTestConnector(t, db, newFakeSource("app", "p1"), WithRotationWait(time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Connect(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrCredentialRejected) {
+		t.Fatalf("Connect = %v, want the caller's DeadlineExceeded and ErrCredentialRejected", err)
+	}
+}
+
+func TestStoreDownKeepsUsingCachedCredential(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src, WithRefreshInterval(20*time.Millisecond))
+	mustConnect(t, c)
+	storeDown := errors.New("connection refused")
+	src.setErr(storeDown)
+	if !waitFor(func() bool { return c.Stats().FetchErrors >= 2 }) {
+		t.Fatal("background refresh did not run")
+	}
+	for range 10 {
+		mustConnect(t, c) // still works with the cached credential
+	}
+	if got := c.cur.Load().cred.Password; got != "p1" {
+		t.Fatal("a failed fetch evicted the cached credential")
+	}
+
+	// Now the database rotates while the store is still down: both causes
+	// are reported.
+	db.setPassword("app", "p2")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Connect(ctx)
+	var pqErr *pq.Error
+	if !errors.Is(err, ErrCredentialRejected) || !errors.Is(err, ErrFetchFailed) ||
+		!errors.Is(err, storeDown) || !errors.As(err, &pqErr) {
+		t.Fatalf("Connect = %v, want both the rejection (*pq.Error) and the store's error", err)
+	}
+}
+
+func TestOneCallerCancellingDoesNotFailTheOthers(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	release := make(chan struct{})
+	src.setBlock(release)
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src)
+
+	impatient, cancel := context.WithCancel(context.Background())
+	impatientErr := make(chan error, 1)
+	go func() { _, err := c.Connect(impatient); impatientErr <- err }()
+	patientErr := make(chan error, 1)
+	go func() { _, err := c.Connect(context.Background()); patientErr <- err }()
+
+	waitFor(func() bool { return src.fetches.Load() >= 1 })
+	cancel()
+	if err := <-impatientErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller got %v, want context.Canceled", err)
+	}
+	close(release)
+	if err := <-patientErr; err != nil {
+		t.Fatalf("the other caller failed because one caller cancelled: %v", err)
+	}
+	if got := src.fetches.Load(); got != 1 {
+		t.Fatalf("fetches = %d, want 1 shared fetch", got)
+	}
+}
+
+func TestFetchTimeout(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	src.setBlock(make(chan struct{})) // never released: the store hangs
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src, WithFetchTimeout(50*time.Millisecond))
+	_, err := c.Connect(context.Background())
+	var ferr *FetchError
+	if !errors.As(err, &ferr) || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrFetchFailed) {
+		t.Fatalf("Connect with a hanging store = %v, want a *FetchError wrapping DeadlineExceeded", err)
+	}
+}
+
+func TestEmptyPasswordIsAnErrorNotAPgpassFallback(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	c, _ := newTestConnector(t, db, newFakeSource("app", ""))
+	_, err := c.Connect(context.Background())
+	if !errors.Is(err, secrets.ErrEmptyPassword) || !errors.Is(err, ErrFetchFailed) {
+		t.Fatalf("Connect = %v, want ErrEmptyPassword", err)
+	}
+	if db.dials.Load() != 0 {
+		t.Fatal("a login was attempted with an empty password")
+	}
+}
+
+func TestNonAuthErrorsAreReturnedAsIs(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	tooMany := &pq.Error{Code: pqerror.TooManyConnections, Message: "sorry, too many clients already"}
+	db.failWith = tooMany
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src)
+	_, err := c.Connect(context.Background())
+	if err != tooMany {
+		t.Fatalf("Connect = %v, want the driver's 53300 error unchanged", err)
+	}
+	if got := src.fetches.Load(); got != 1 {
+		t.Fatalf("a 53300 error caused %d fetches, want only the first use", got)
+	}
+
+	// Configured as an auth code, it triggers the rotation path.
+	c2, _ := newTestConnector(t, db, src, WithAuthErrorCodes("53300"), WithRotationWait(50*time.Millisecond))
+	if _, err := c2.Connect(context.Background()); !errors.Is(err, ErrCredentialRejected) {
+		t.Fatalf("with WithAuthErrorCodes(53300), Connect = %v, want ErrCredentialRejected", err)
+	}
+}
+
+func TestAuthClassification(t *testing.T) {
+	pw := &pq.Error{Code: pqerror.InvalidPassword}
+	hba := &pq.Error{Code: pqerror.InvalidAuthorizationSpecification}
+	busy := &pq.Error{Code: pqerror.TooManyConnections}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"28P01", pw, true},
+		{"28000", hba, true},
+		{"53300", busy, false},
+		{"wrapped", fmt.Errorf("dial: %w", pw), true},
+		{"multi-host, second host rejects", errors.Join(fmt.Errorf("h1: %w", busy), fmt.Errorf("h2: %w", pw)), true},
+		{"pgx-style error", pgxLikeError{"28P01"}, true},
+		{"plain error", errors.New("password authentication failed"), false},
+		{"nil", nil, false},
+	} {
+		if got := hasSQLState(tc.err, DefaultAuthErrorCodes); got != tc.want {
+			t.Errorf("%s: hasSQLState = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+type pgxLikeError struct{ code string }
+
+func (e pgxLikeError) Error() string    { return "ERROR (SQLSTATE " + e.code + ")" }
+func (e pgxLikeError) SQLState() string { return e.code }
+
+func TestRefreshAheadOfExpiry(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	src.set(secrets.Credential{Username: "app", Password: "p1", Expires: time.Now().Add(300 * time.Millisecond)})
+	c, _ := newTestConnector(t, db, src, WithRefreshBeforeExpiry(100*time.Millisecond))
+	mustConnect(t, c)
+	src.set(secrets.Credential{Username: "app", Password: "p2", Version: "v2"})
+	db.setPassword("app", "p2") // old sessions stay; new logins need p2
+	if !waitFor(func() bool { return c.Stats().CredentialVersion == "v2" }) {
+		t.Fatal("the credential was not refreshed ahead of its expiry")
+	}
+	if st := c.Stats(); st.AuthFailures != 0 || st.Fetches != 2 {
+		t.Fatalf("Stats = %+v, want the change found by the background refresh with no rejected login", st)
+	}
+	mustConnect(t, c)
+}
+
+func TestNextRefreshIsJittered(t *testing.T) {
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), newFakeSource("app", "p1"), WithRefreshInterval(time.Minute))
+	now := time.Now()
+	e := &entry{fetchedAt: now, cred: secrets.Credential{Password: "x"}}
+	c.cur.Store(e)
+	seen := map[time.Duration]bool{}
+	for range 50 {
+		d, ok := c.nextRefreshIn(now)
+		if !ok || d < 54*time.Second || d > 66*time.Second {
+			t.Fatalf("next refresh in %v, want 1m ± 10%%", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 10 {
+		t.Fatalf("only %d distinct refresh delays in 50 draws: no jitter", len(seen))
+	}
+	// An expiry in 10 minutes with a 1-minute lead: refresh 9 to 8.5 minutes
+	// from now, before the periodic one if that is later.
+	c.cfg.refreshInterval = 0
+	e.cred.Expires = now.Add(10 * time.Minute)
+	for range 50 {
+		d, _ := c.nextRefreshIn(now)
+		if d < 8*time.Minute+30*time.Second || d > 9*time.Minute {
+			t.Fatalf("refresh ahead of expiry in %v, want 8m30s..9m", d)
+		}
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, err := NewConnector(testDSN, src, WithNewConnector(db.connector), WithRefreshInterval(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A fetch in flight when Close is called: the store hangs.
+	src.setBlock(make(chan struct{}))
+	waitFor(func() bool { return src.fetches.Load() >= 2 })
+	db.setPassword("app", "p2")
+	inFlight := make(chan error, 1)
+	go func() { _, err := c.Connect(context.Background()); inFlight <- err }()
+
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if err := <-inFlight; err == nil {
+		t.Fatal("a Connect waiting on a fetch succeeded after Close")
+	}
+	if _, err := c.Connect(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Connect after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestOptionErrorsAreCollected(t *testing.T) {
+	_, err := NewConnector(testDSN, newFakeSource("a", "b"),
+		WithRotationWait(0), WithBackoff(time.Second, time.Millisecond), WithAuthErrorCodes("28"), WithLogger(nil))
+	if !errors.Is(err, ErrInvalidOption) {
+		t.Fatalf("err = %v, want ErrInvalidOption", err)
+	}
+	for _, want := range []string{"WithRotationWait", "WithBackoff", "WithAuthErrorCodes", "WithLogger"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if _, err := NewConnector(testDSN, nil); err == nil {
+		t.Fatal("nil source accepted")
+	}
+}
+
+func TestNoSecretInLogsThroughARotation(t *testing.T) {
+	db := newFakeDB("app", "first-S3CRET")
+	src := pendingSource{newFakeSource("app", "first-S3CRET")}
+	c, logs := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	src.setPending(&secrets.Credential{Username: "app", Password: "second-S3CRET"})
+	db.setPassword("app", "second-S3CRET")
+	mustConnect(t, c)
+	src.set(secrets.Credential{Username: "app", Password: "third-S3CRET"})
+	db.setPassword("app", "third-S3CRET")
+	mustConnect(t, c)
+	out := logs.String()
+	if strings.Contains(out, "S3CRET") {
+		t.Fatal("the logs contain a password")
+	}
+	for _, event := range []string{"credential changed", "login rejected", "pending credential works"} {
+		if !strings.Contains(out, event) {
+			t.Errorf("no %q event in the logs", event)
+		}
+	}
+	if st := fmt.Sprintf("%+v %#v", c.Stats(), c.Stats()); strings.Contains(st, "S3CRET") {
+		t.Fatal("Stats formatting contains a password")
+	}
+}

@@ -1,0 +1,106 @@
+package rotating
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// startBackground starts the background refresh when e is cached, if there
+// is anything for it to do (a refresh interval was set, or e expires) and it
+// is not running yet. It runs until Close.
+func (c *Connector) startBackground(e *entry) {
+	if c.cfg.refreshInterval == 0 && e.cred.Expires.IsZero() {
+		return
+	}
+	c.mu.Lock()
+	if c.backgroundStart || c.isClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.backgroundStart = true
+	c.wg.Add(1)
+	c.mu.Unlock()
+	go c.refreshInBackground()
+}
+
+// poke tells the background refresh that the credential changed, so that it
+// recomputes when the next refresh is due.
+func (c *Connector) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// refreshInBackground fetches the credential ahead of its expiry and every
+// refresh interval, through the same shared refresh as Connect, so it never
+// adds a call while a rotation is being handled. Connect keeps using the
+// cached credential meanwhile.
+func (c *Connector) refreshInBackground() {
+	defer c.wg.Done()
+	var timer *time.Timer
+	for {
+		var due <-chan time.Time
+		if d, ok := c.nextRefreshIn(time.Now()); ok {
+			if timer == nil {
+				timer = time.NewTimer(d)
+			} else {
+				timer.Reset(d)
+			}
+			due = timer.C
+		}
+		select {
+		case <-c.ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		case <-c.wake:
+			if timer != nil {
+				timer.Stop()
+			}
+			continue
+		case <-due:
+		}
+		if _, err := c.refresh(c.ctx); err != nil {
+			c.log.Warn("rotating: background refresh failed; keeping the cached credential", slog.Any("error", err))
+			// The next attempt is paced by the backoff.
+			c.mu.Lock()
+			retry := c.backoff
+			c.mu.Unlock()
+			if sleep(c.ctx, retry) != nil {
+				return
+			}
+		}
+	}
+}
+
+// nextRefreshIn returns how long until the next background refresh is due,
+// or false if none is: the earlier of the jittered refresh interval after
+// the credential was fetched and the jittered lead before its expiry.
+func (c *Connector) nextRefreshIn(now time.Time) (time.Duration, bool) {
+	e := c.cur.Load()
+	if e == nil {
+		return 0, false
+	}
+	var at time.Time
+	if c.cfg.refreshInterval > 0 {
+		at = e.fetchedAt.Add(jitter(c.cfg.refreshInterval, 0.1))
+	}
+	if exp := e.cred.Expires; !exp.IsZero() {
+		life := exp.Sub(e.fetchedAt)
+		lead := c.cfg.refreshBeforeExpiry
+		lead += time.Duration(float64(lead) * 0.5 * rand.Float64())
+		// Never refresh earlier than half-way through the lifetime: a short
+		// lived credential would otherwise be refreshed at once.
+		lead = min(lead, life/2)
+		if t := exp.Add(-lead); at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if at.IsZero() {
+		return 0, false
+	}
+	return max(at.Sub(now), 0), true
+}
