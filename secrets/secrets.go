@@ -5,13 +5,14 @@
 // (for example secrets/awssm for AWS Secrets Manager).
 //
 // A Credential's Password is a secret. Every way this package formats a
-// Credential (String, GoString, Format with any verb, slog's LogValue) prints
-// "[REDACTED]" in its place, and no error returned by this package contains a
-// secret value.
+// Credential (String, GoString, Format with any verb, slog's LogValue,
+// MarshalJSON) prints "[REDACTED]" in its place, and no error returned by this
+// package contains a secret value.
 package secrets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -187,6 +188,19 @@ func (c Credential) LogValue() slog.Value {
 		attrs = append(attrs, slog.Time("expires", c.Expires))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// MarshalJSON implements json.Marshaler with the password redacted, so that
+// a Credential inside a value that is encoded as JSON (a slice or struct
+// logged through slog's JSONHandler, which does not apply LogValue to the
+// elements of a slice, or a debug endpoint) does not carry the secret. The
+// result is an object with the field names of Credential and the password
+// "[REDACTED]", so encoding/json cannot store a Credential for later use.
+func (c Credential) MarshalJSON() ([]byte, error) {
+	type withoutMethods Credential
+	r := withoutMethods(c)
+	r.Password = redacted
+	return json.Marshal(r)
 }
 
 // Static returns a Source that always returns c. It is meant for tests and
