@@ -1,0 +1,610 @@
+package awssmtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+)
+
+const (
+	// Region is the AWS region in every ARN the server makes and the region
+	// [Server.Client] configures.
+	Region = "us-east-1"
+
+	// AccountID is the AWS account in every ARN the server makes.
+	AccountID = "123456789012"
+)
+
+// Staging labels that Secrets Manager gives a meaning to.
+const (
+	// StageCurrent marks the version that GetSecretValue returns by default.
+	StageCurrent = "AWSCURRENT"
+	// StagePrevious marks the version that had AWSCURRENT before it moved.
+	StagePrevious = "AWSPREVIOUS"
+	// StagePending marks the version a rotation is creating.
+	StagePending = "AWSPENDING"
+)
+
+// Operation names, as they follow "secretsmanager." in the X-Amz-Target
+// header. [Server.InjectFault] and [Server.Calls] take them.
+const (
+	OpCreateSecret             = "CreateSecret"
+	OpGetSecretValue           = "GetSecretValue"
+	OpPutSecretValue           = "PutSecretValue"
+	OpUpdateSecretVersionStage = "UpdateSecretVersionStage"
+	OpDescribeSecret           = "DescribeSecret"
+	OpListSecretVersionIds     = "ListSecretVersionIds"
+	OpGetRandomPassword        = "GetRandomPassword"
+	OpRotateSecret             = "RotateSecret"
+	OpDeleteSecret             = "DeleteSecret"
+
+	// AllOperations makes [Server.InjectFault] apply to every operation that
+	// has no fault of its own.
+	AllOperations = "*"
+)
+
+// targetPrefix is what the SDK puts before the operation name in
+// X-Amz-Target: the service shape's name in the Smithy model.
+const targetPrefix = "secretsmanager."
+
+// maxRequestBody bounds a request body; AWS's largest secret is 64 KiB and
+// base64 makes binary ones a third bigger.
+const maxRequestBody = 1 << 20
+
+// ErrNotLoopback is returned by [Server.ListenAndServe] and [Server.Serve]
+// for an address that is not a loopback address. The server accepts any
+// signature, so it must not be reachable from other machines.
+var ErrNotLoopback = errors.New("awssmtest: refusing to serve on a non-loopback address")
+
+// Option configures a [Server].
+type Option func(*config)
+
+type config struct {
+	onRotate func(secretID, versionID string)
+	logger   *slog.Logger
+}
+
+// WithOnRotate sets a function that RotateSecret calls after it has attached
+// AWSPENDING to a new, empty version: secretID is the secret's ARN (as AWS
+// passes it to a rotation Lambda) and versionID the new version's id, which
+// is also the ClientRequestToken the rotation steps must use.
+//
+// The function runs in its own goroutine once RotateSecret has answered, as
+// AWS invokes its Lambda asynchronously; it may call the server, through the
+// SDK or the Go methods. [Server.Close] waits for running calls to return.
+func WithOnRotate(f func(secretID, versionID string)) Option {
+	return func(c *config) { c.onRotate = f }
+}
+
+// WithLogger makes the server log each request at debug level: operation,
+// secret id, HTTP status and error code. It never logs secret values. The
+// default is silent.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// Fault is a failure that [Server.InjectFault] makes an operation produce.
+// The parts combine in this order: Latency, then Hang, then either an error
+// response (Error or Status) or a malformed body, or else the normal answer.
+type Fault struct {
+	// Latency delays the answer. The operation runs after the delay.
+	Latency time.Duration
+
+	// Hang blocks the request until the client gives up or the server is
+	// closed; the connection is then dropped without an answer.
+	Hang bool
+
+	// Error is the AWS error code to answer with, such as
+	// "ThrottlingException" or "InternalServiceError". The operation does not
+	// run.
+	Error string
+
+	// Message is the error message; empty means a generic one.
+	Message string
+
+	// Status is the HTTP status of the error answer. Zero means 500 for
+	// InternalServiceError and 400 for other errors. A Status without an
+	// Error answers InternalServiceError for 5xx, ThrottlingException for 429
+	// and InvalidRequestException otherwise.
+	Status int
+
+	// MalformedBody answers with a truncated JSON body that the SDK cannot
+	// deserialize, with status Status (200 when zero and Error is empty).
+	MalformedBody bool
+
+	// Count limits the fault to the next Count calls; zero means every call
+	// until [Server.ClearFaults].
+	Count int
+}
+
+// injected is a Fault and how many more calls it applies to.
+type injected struct {
+	fault     Fault
+	remaining int // meaningful only when fault.Count > 0
+}
+
+// Server is an in-memory AWS Secrets Manager endpoint. It implements
+// [http.Handler]; [Server.Start] serves it on a loopback port for the
+// duration of a test. All methods are safe for concurrent use.
+type Server struct {
+	cfg    config
+	closed chan struct{} // closed by Close; ends hanging and delayed requests
+
+	// transport carries the requests of the clients made by Client, so that
+	// Close can drop their idle connections.
+	transport *http.Transport
+	closeOnce sync.Once
+	hooks     sync.WaitGroup // running OnRotate calls; Add only with mu held and !closing
+
+	// mu guards everything below. It is never held while a request sleeps,
+	// hangs or writes its answer, nor while an OnRotate hook runs.
+	mu         sync.Mutex
+	closing    bool
+	ts         *httptest.Server
+	url        string
+	secrets    map[string]*secret // by name
+	byARN      map[string]*secret
+	faults     map[string]*injected // by operation name or AllOperations
+	calls      map[string]int64     // by operation name
+	stageCalls map[string]int64     // GetSecretValue calls by requested stage
+	totalCalls int64
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer returns a Server with no secrets. It does not listen: call
+// [Server.Start], [Server.ListenAndServe] or [Server.Serve], or mount it as
+// an [http.Handler]. Call [Server.Close] when done.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		closed:     make(chan struct{}),
+		secrets:    make(map[string]*secret),
+		byARN:      make(map[string]*secret),
+		faults:     make(map[string]*injected),
+		calls:      make(map[string]int64),
+		stageCalls: make(map[string]int64),
+	}
+	for _, opt := range opts {
+		opt(&s.cfg)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil // the server is always on loopback
+	s.transport = t
+	return s
+}
+
+// Start serves s on a random port of 127.0.0.1 and returns s. It panics if s
+// is already started or closed, or if it cannot listen.
+func (s *Server) Start() *Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		panic("awssmtest: Start after Close")
+	}
+	if s.ts != nil {
+		panic("awssmtest: Server already started")
+	}
+	// httptest listens on 127.0.0.1:0 (or [::1]:0 where IPv4 is missing).
+	s.ts = httptest.NewServer(s)
+	s.url = s.ts.URL
+	return s
+}
+
+// URL returns the server's base URL, such as "http://127.0.0.1:41234", or ""
+// before [Server.Start] or [Server.Serve].
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Client returns a Secrets Manager client for s: region [Region], static
+// dummy credentials, BaseEndpoint set to [Server.URL], and an HTTP transport
+// whose idle connections [Server.Close] drops. Everything else, the retryer
+// included, is the SDK's default. optFns are applied last. The client reads
+// no environment variables or shared config files. ctx is unused; it is
+// there so that loading configuration later needs no API change.
+//
+// Client panics if s is not serving yet: a client with an empty endpoint
+// would go to AWS.
+func (s *Server) Client(ctx context.Context, optFns ...func(*secretsmanager.Options)) *secretsmanager.Client {
+	url := s.URL()
+	if url == "" {
+		panic("awssmtest: Client called before Start or Serve")
+	}
+	return secretsmanager.New(secretsmanager.Options{
+		Region:       Region,
+		BaseEndpoint: aws.String(url),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{
+				AccessKeyID:     "AKIAAWSSMTEST0000000",
+				SecretAccessKey: "awssmtest-dummy-secret-access-key",
+				Source:          "awssmtest",
+			}, nil
+		}),
+		HTTPClient: &http.Client{Transport: s.transport},
+	}, optFns...)
+}
+
+// Close ends requests that hang or wait for an injected latency, stops
+// serving (for [Server.Start] and [Server.Serve] alike), waits for running
+// OnRotate hooks and drops the idle connections of clients from
+// [Server.Client]. Close is idempotent. The state stays readable.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		ts := s.ts
+		s.mu.Unlock()
+
+		close(s.closed)
+		if ts != nil {
+			ts.Close() // waits for handlers, which closed has released
+		}
+		s.hooks.Wait()
+		s.transport.CloseIdleConnections()
+	})
+}
+
+// ListenAndServe serves s on addr, which must be a loopback address such as
+// "127.0.0.1:0", "[::1]:8080" or "localhost:8080", until ctx is done or
+// [Server.Close] is called; it then returns nil. An addr with any other host
+// (or none, which would mean every interface) returns an error wrapping
+// [ErrNotLoopback]. While serving, [Server.URL] names the address, if
+// [Server.Start] has not set it already.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("awssmtest: listen address %q: %w", addr, err)
+	}
+	if host != "localhost" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%w: %q", ErrNotLoopback, addr)
+		}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("awssmtest: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves s on ln until ctx is done or [Server.Close] is called, then
+// closes ln and returns nil; it returns the error if serving fails first. ln
+// must be bound to a loopback address, else Serve closes it and returns an
+// error wrapping [ErrNotLoopback]. Requests in flight when ctx ends see
+// their context cancelled. While serving, [Server.URL] names ln's address,
+// if [Server.Start] has not set it already.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
+	}
+	url := "http://" + ln.Addr().String()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	setURL := s.url == ""
+	if setURL {
+		s.url = url
+	}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if setURL && s.url == url {
+			s.url = ""
+		}
+		s.mu.Unlock()
+	}()
+
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Request contexts derive from ctx, so hanging requests end with it.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("awssmtest: serve: %w", err)
+	case <-ctx.Done():
+	case <-s.closed:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		hs.Close()
+	}
+	<-served // http.ErrServerClosed
+	return nil
+}
+
+// InjectFault makes the next calls of op (an Op constant, or AllOperations
+// for every operation without a fault of its own) fail as f says, replacing
+// any fault op had. Calls that a fault affects still count in [Server.Calls].
+// InjectFault panics if op is not an operation the server implements.
+func (s *Server) InjectFault(op string, f Fault) {
+	if op != AllOperations && !knownOp(op) {
+		panic(fmt.Sprintf("awssmtest: InjectFault: unknown operation %q", op))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[op] = &injected{fault: f, remaining: f.Count}
+}
+
+// ClearFaults removes every injected fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.faults)
+}
+
+// takeFault returns the fault for this call of op, using up one of its
+// Count. Callers hold mu.
+func (s *Server) takeFault(op string) (Fault, bool) {
+	key := op
+	inj := s.faults[key]
+	if inj == nil {
+		key = AllOperations
+		inj = s.faults[key]
+	}
+	if inj == nil {
+		return Fault{}, false
+	}
+	if inj.fault.Count > 0 {
+		inj.remaining--
+		if inj.remaining <= 0 {
+			delete(s.faults, key)
+		}
+	}
+	return inj.fault, true
+}
+
+// Calls returns how many requests for op reached the server since it was
+// made or since [Server.ResetCalls]: every well-formed, signed request,
+// whether it succeeded, failed or met an injected fault. The SDK's retries
+// are separate requests.
+func (s *Server) Calls(op string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[op]
+}
+
+// CallsByStage returns how many GetSecretValue requests asked for stage, as
+// [Server.Calls] counts them. A request that names neither a VersionStage
+// nor a VersionId counts as AWSCURRENT; one that names only a VersionId
+// counts under "".
+func (s *Server) CallsByStage(stage string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stageCalls[stage]
+}
+
+// TotalCalls returns the sum of [Server.Calls] over all operations.
+func (s *Server) TotalCalls() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.totalCalls
+}
+
+// ResetCalls sets every call counter to zero.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.calls)
+	clear(s.stageCalls)
+	s.totalCalls = 0
+}
+
+// apiError is an AWS error answer.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func newAPIError(status int, code, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func errNotFound(format string, args ...any) *apiError {
+	return newAPIError(http.StatusBadRequest, "ResourceNotFoundException", format, args...)
+}
+
+func errInvalidParameter(format string, args ...any) *apiError {
+	return newAPIError(http.StatusBadRequest, "InvalidParameterException", format, args...)
+}
+
+func errInvalidRequest(format string, args ...any) *apiError {
+	return newAPIError(http.StatusBadRequest, "InvalidRequestException", format, args...)
+}
+
+func errExists(format string, args ...any) *apiError {
+	return newAPIError(http.StatusBadRequest, "ResourceExistsException", format, args...)
+}
+
+// faultError builds the error answer that f asks for, or nil.
+func faultError(f Fault) *apiError {
+	if f.Error == "" && f.Status == 0 {
+		return nil
+	}
+	code, status := f.Error, f.Status
+	if code == "" {
+		switch {
+		case status >= 500:
+			code = "InternalServiceError"
+		case status == http.StatusTooManyRequests:
+			code = "ThrottlingException"
+		default:
+			code = "InvalidRequestException"
+		}
+	}
+	if status == 0 {
+		status = http.StatusBadRequest
+		if code == "InternalServiceError" {
+			status = http.StatusInternalServerError
+		}
+	}
+	msg := f.Message
+	if msg == "" {
+		msg = "injected fault: " + code
+	}
+	return &apiError{status: status, code: code, message: msg}
+}
+
+// ServeHTTP implements the AWS JSON 1.1 protocol: POST with X-Amz-Target
+// "secretsmanager.<Operation>", an Authorization header (any signature) and
+// Content-Type application/x-amz-json-1.1.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Amzn-RequestId", newUUID())
+	op, secretID, status, code := s.serve(w, r)
+	if l := s.cfg.logger; l != nil {
+		l.LogAttrs(r.Context(), slog.LevelDebug, "awssmtest request",
+			slog.String("op", op), slog.String("secret_id", secretID),
+			slog.Int("status", status), slog.String("error_code", code))
+	}
+}
+
+// serve answers one request and reports what it did, for the log.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) (op, secretID string, status int, code string) {
+	reply := func(e *apiError) (string, string, int, string) {
+		writeError(w, e)
+		return op, secretID, e.status, e.code
+	}
+	if r.Method != http.MethodPost {
+		return reply(newAPIError(http.StatusMethodNotAllowed, "UnknownOperationException", "method %s not allowed; use POST", r.Method))
+	}
+	if r.Header.Get("Authorization") == "" {
+		return reply(newAPIError(http.StatusBadRequest, "MissingAuthenticationTokenException", "Missing Authentication Token"))
+	}
+	target := r.Header.Get("X-Amz-Target")
+	op, ok := strings.CutPrefix(target, targetPrefix)
+	if !ok || !knownOp(op) {
+		return reply(newAPIError(http.StatusBadRequest, "UnknownOperationException", "awssmtest does not implement X-Amz-Target %q", target))
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-amz-json-1.1" {
+		return reply(newAPIError(http.StatusBadRequest, "SerializationException", "Content-Type must be application/x-amz-json-1.1"))
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		return reply(newAPIError(http.StatusBadRequest, "SerializationException", "cannot read request body: %v", err))
+	}
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	var ids struct{ SecretId, VersionId, VersionStage string }
+	_ = json.Unmarshal(body, &ids) // a bad body is reported by the operation
+	secretID = ids.SecretId
+
+	s.mu.Lock()
+	s.calls[op]++
+	s.totalCalls++
+	if op == OpGetSecretValue {
+		stage := ids.VersionStage
+		if stage == "" && ids.VersionId == "" {
+			stage = StageCurrent
+		}
+		s.stageCalls[stage]++
+	}
+	fault, faulted := s.takeFault(op)
+	s.mu.Unlock()
+
+	if faulted {
+		if !s.wait(r.Context(), fault) {
+			// The client gave up or the server is closing: drop the
+			// connection rather than send an answer nobody asked for, or
+			// an empty 200 that a client would take for success.
+			panic(http.ErrAbortHandler)
+		}
+		if fault.MalformedBody {
+			st := fault.Status
+			if e := faultError(fault); e != nil {
+				st = e.status
+			}
+			if st == 0 {
+				st = http.StatusOK
+			}
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.WriteHeader(st)
+			io.WriteString(w, `{"ARN":"arn:aws:secretsmanager:`+Region+`:`+AccountID+`:secret:trunc`)
+			return op, secretID, st, "MalformedBody"
+		}
+		if e := faultError(fault); e != nil {
+			return reply(e)
+		}
+	}
+
+	out, apiErr := s.dispatch(op, body)
+	if apiErr != nil {
+		return reply(apiErr)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return op, secretID, http.StatusOK, ""
+}
+
+// wait sleeps for f's latency and hangs if f says so. It reports false if
+// the request's context ended or the server closed first.
+func (s *Server) wait(ctx context.Context, f Fault) bool {
+	if f.Latency > 0 {
+		t := time.NewTimer(f.Latency)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return false
+		case <-s.closed:
+			return false
+		}
+	}
+	if f.Hang {
+		select {
+		case <-ctx.Done():
+		case <-s.closed:
+		}
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only programming errors get here; the message holds no value.
+		writeError(w, newAPIError(http.StatusInternalServerError, "InternalServiceError", "awssmtest: encoding response: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"__type"`
+		Message string `json:"Message"`
+	}{e.code, e.message})
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	w.WriteHeader(e.status)
+	w.Write(b)
+}
