@@ -95,7 +95,7 @@ func TestConnectReturnsDriverConnUnwrapped(t *testing.T) {
 	var returned driver.Conn
 	c, _ := newTestConnector(t, db, newFakeSource("app", "p1"), WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
 		inner, _ := db.connector(cfg)
-		return connectorFunc(func(ctx context.Context) (driver.Conn, error) {
+		return ConnectorFunc(func(ctx context.Context) (driver.Conn, error) {
 			conn, err := inner.Connect(ctx)
 			returned = conn
 			return conn, err
@@ -106,11 +106,6 @@ func TestConnectReturnsDriverConnUnwrapped(t *testing.T) {
 		t.Fatalf("Connect returned %T %p, want the driver's own connection %p", conn, conn, returned)
 	}
 }
-
-type connectorFunc func(context.Context) (driver.Conn, error)
-
-func (f connectorFunc) Connect(ctx context.Context) (driver.Conn, error) { return f(ctx) }
-func (connectorFunc) Driver() driver.Driver                              { return &pq.Driver{} }
 
 func TestHotPathMakesNoFetch(t *testing.T) {
 	src := newFakeSource("app", "p1")

@@ -1,6 +1,7 @@
 package rotating
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -206,3 +207,15 @@ func WithNewConnector(fn NewConnectorFunc) Option {
 		c.newConnector = fn
 	}
 }
+
+// ConnectorFunc adapts a function to a driver.Connector, for use in a
+// NewConnectorFunc: WithNewConnector(func(cfg pq.Config) (driver.Connector,
+// error) { return rotating.ConnectorFunc(...), nil }). Its Driver method
+// returns lib/pq's driver.
+type ConnectorFunc func(ctx context.Context) (driver.Conn, error)
+
+// Connect calls f(ctx).
+func (f ConnectorFunc) Connect(ctx context.Context) (driver.Conn, error) { return f(ctx) }
+
+// Driver returns lib/pq's driver.
+func (ConnectorFunc) Driver() driver.Driver { return &pq.Driver{} }
