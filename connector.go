@@ -379,10 +379,15 @@ func (c *Connector) fetch(pending bool, call func(context.Context) (secrets.Cred
 
 // sameAsCached reports whether a freshly fetched current credential is no
 // change: the same login as the cached one, or the stale current one that a
-// working pending credential has already replaced.
+// working pending credential has already replaced. The second rule holds
+// only while the pending credential works: if the database rejects it (the
+// rotation was rolled back, say), the store's current credential is taken.
 func (c *Connector) sameAsCached(cur *entry, cred secrets.Credential) bool {
 	if cred.SameLogin(cur.cred) {
 		return true
+	}
+	if cur.rejected.Load() {
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -614,3 +614,21 @@ func TestNoSecretInLogsThroughARotation(t *testing.T) {
 		t.Fatal("Stats formatting contains a password")
 	}
 }
+
+func TestRolledBackRotationIsFollowed(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+	mustConnect(t, c) // the pending p2 is promoted while the store's current is the stale p1
+	// The rotation is rolled back: the database accepts p1 again, and the
+	// store's current credential is still p1.
+	src.setPending(nil)
+	db.setPassword("app", "p1")
+	mustConnect(t, c)
+	if got := c.cur.Load().cred.Password; got != "p1" {
+		t.Fatal("after a rollback the connector did not return to the store's current credential")
+	}
+}
