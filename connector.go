@@ -171,8 +171,9 @@ func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
 	conn, err := e.conn.Connect(ctx)
 	if err != nil {
 		c.stats.dialErrors.Add(1)
+		return nil, err
 	}
-	return conn, err
+	return conn, nil
 }
 
 // firstCredential fetches the first credential through the same shared

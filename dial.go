@@ -33,19 +33,29 @@ type contextBoundConnector struct{ pq *pq.Connector }
 
 func (c contextBoundConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if ctx.Done() == nil {
-		return c.pq.Connect(ctx)
+		conn, err := c.pq.Connect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return conn, nil
 	}
 	w := new(dialWatch)
 	stop := context.AfterFunc(ctx, w.expire)
 	conn, err := c.pq.Connect(context.WithValue(ctx, dialWatchKey{}, w))
 	if !stop() {
-		// The context ended during the login: whatever came back is unusable.
-		if conn != nil {
+		// The context ended during the login: a connection that made it
+		// has a dead deadline and is unusable.
+		if err == nil {
 			_ = conn.Close()
 		}
 		return nil, fmt.Errorf("rotating: login interrupted: %w", errors.Join(context.Cause(ctx), err))
 	}
-	return conn, err
+	if err != nil {
+		// lib/pq returns a typed nil *conn with its errors; hand back a
+		// true nil.
+		return nil, err
+	}
+	return conn, nil
 }
 
 func (c contextBoundConnector) Driver() driver.Driver { return c.pq.Driver() }

@@ -38,12 +38,6 @@ func (db *fakeDB) setPassword(user, password string) {
 	db.accepted[user] = password
 }
 
-func (db *fakeDB) dropUser(user string) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	delete(db.accepted, user)
-}
-
 // connector is a NewConnectorFunc whose connections check the login.
 func (db *fakeDB) connector(cfg pq.Config) (driver.Connector, error) {
 	return fakeConnector{db: db, cfg: cfg}, nil
