@@ -180,7 +180,7 @@ func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
 // refresh as everything else, so that many concurrent first Connects make
 // one call to the source.
 func (c *Connector) firstCredential(ctx context.Context) (*entry, error) {
-	if _, err := c.refresh(ctx); err != nil {
+	if _, err := c.refresh(ctx, 0); err != nil {
 		return nil, err
 	}
 	if e := c.cur.Load(); e != nil {
@@ -267,7 +267,7 @@ func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry,
 	if cur := c.cur.Load(); cur.gen > failed.gen {
 		return cur, nil
 	}
-	pending, err := c.refresh(ctx)
+	pending, err := c.refresh(ctx, failed.gen)
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +282,17 @@ func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry,
 
 // refresh joins or starts the one shared refresh and waits for it or for
 // ctx. It returns a pending credential when the refresh found one.
-func (c *Connector) refresh(ctx context.Context) (*entry, error) {
+//
+// The refresh calls the source only if the cached credential's generation
+// is still at most upTo when it starts: a caller whose login failed with
+// generation g passes g, so that a refresh started just after another one
+// cached a newer credential costs no store call. The background refresh
+// passes refreshAlways.
+func (c *Connector) refresh(ctx context.Context, upTo uint64) (*entry, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	ch := c.flights.DoChan("refresh", c.sharedRefresh)
+	ch := c.flights.DoChan("refresh", func() (any, error) { return c.sharedRefresh(upTo) })
 	select {
 	case r := <-ch:
 		pending, _ := r.Val.(*entry)
@@ -296,9 +302,12 @@ func (c *Connector) refresh(ctx context.Context) (*entry, error) {
 	}
 }
 
+// refreshAlways makes refresh call the source whatever is cached.
+const refreshAlways = ^uint64(0)
+
 // sharedRefresh is the body of the one refresh all callers share. It runs on
 // the connector's context, so no caller's cancellation affects it.
-func (c *Connector) sharedRefresh() (any, error) {
+func (c *Connector) sharedRefresh(upTo uint64) (any, error) {
 	if !c.enter() {
 		return nil, ErrClosed
 	}
@@ -313,6 +322,9 @@ func (c *Connector) sharedRefresh() (any, error) {
 	}
 
 	cur := c.cur.Load()
+	if cur != nil && cur.gen > upTo {
+		return nil, nil // a newer credential arrived meanwhile: nothing to fetch
+	}
 	cred, err := c.fetch(false, func(ctx context.Context) (secrets.Credential, error) { return c.src.Fetch(ctx) })
 	if err != nil {
 		// A failed fetch never evicts the cached credential: it may well

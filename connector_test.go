@@ -266,7 +266,7 @@ func TestPendingCredentialBridgesTheRotationWindow(t *testing.T) {
 	// no change.
 	src.set(pending)
 	src.setPending(nil)
-	if _, err := c.refresh(context.Background()); err != nil {
+	if _, err := c.refresh(context.Background(), refreshAlways); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Stats(); st.CredentialChanges != 1 || st.CredentialVersion != "v2" {
@@ -284,7 +284,7 @@ func TestStaleCurrentDuringWindowIsNotAChange(t *testing.T) {
 	mustConnect(t, c)
 	// A background refresh during the window reads the stale AWSCURRENT: it
 	// must not replace the working pending credential with the dead one.
-	if _, err := c.refresh(context.Background()); err != nil {
+	if _, err := c.refresh(context.Background(), refreshAlways); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.cur.Load().cred.Password; got != "p2" {
@@ -630,5 +630,25 @@ func TestRolledBackRotationIsFollowed(t *testing.T) {
 	mustConnect(t, c)
 	if got := c.cur.Load().cred.Password; got != "p1" {
 		t.Fatal("after a rollback the connector did not return to the store's current credential")
+	}
+}
+
+func TestRefreshAfterANewerCredentialArrivedMakesNoFetch(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	src.set(secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+	mustConnect(t, c) // generation 2 cached
+	before := src.fetches.Load()
+	// A caller whose login failed with generation 1 and that missed the
+	// refresh which cached generation 2 starts another one: it must not
+	// call the store.
+	if _, err := c.refresh(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.fetches.Load(); got != before {
+		t.Fatalf("a refresh for an already superseded generation fetched (%d -> %d)", before, got)
 	}
 }

@@ -63,7 +63,7 @@ func (c *Connector) refreshInBackground() {
 			continue
 		case <-due:
 		}
-		if _, err := c.refresh(c.ctx); err != nil {
+		if _, err := c.refresh(c.ctx, refreshAlways); err != nil {
 			c.log.Warn("rotating: background refresh failed; keeping the cached credential", slog.Any("error", err))
 			// The next attempt is paced by the backoff.
 			c.mu.Lock()

@@ -1,0 +1,303 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// countingSource is a secrets.Source whose credential the test changes at
+// will (the vault being updated), counting every Fetch.
+type countingSource struct {
+	name    string
+	fetches atomic.Int64
+
+	mu   sync.Mutex // guards cred
+	cred secrets.Credential
+}
+
+var (
+	_ secrets.Source    = (*countingSource)(nil)
+	_ secrets.Describer = (*countingSource)(nil)
+)
+
+func newCountingSource(name string, cred secrets.Credential) *countingSource {
+	return &countingSource{name: name, cred: cred}
+}
+
+func (s *countingSource) Fetch(ctx context.Context) (secrets.Credential, error) {
+	s.fetches.Add(1)
+	if err := ctx.Err(); err != nil {
+		return secrets.Credential{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cred, nil
+}
+
+func (s *countingSource) Describe() string { return "counting-source " + s.name }
+
+// setPassword is the store being updated with a new password.
+func (s *countingSource) setPassword(pw string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cred.Password = pw
+}
+
+func (s *countingSource) count() int64 { return s.fetches.Load() }
+
+// baseDSN returns a key=value DSN for srv with the endpoint only: no user
+// and no password, which come from the source.
+func baseDSN(srv *pgserver.Server) string {
+	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", srv.Host, srv.Port)
+}
+
+// urlDSN is baseDSN as a postgres:// URL.
+func urlDSN(srv *pgserver.Server) string {
+	return fmt.Sprintf("postgres://%s:%d/postgres?sslmode=disable", srv.Host, srv.Port)
+}
+
+// randomPassword returns a fresh, distinctive password, so that finding it
+// in an error or a log line cannot be a coincidence.
+func randomPassword(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "pw-" + hex.EncodeToString(b)
+}
+
+// newRole creates a login role of the test's own with a random password on
+// srv, dropped (with what it owns) when the test ends. Register it before
+// opening pools, so that it is dropped after they are closed.
+func newRole(t testing.TB, srv *pgserver.Server) (role, password string) {
+	t.Helper()
+	role, password = pgtest.UniqueName(t, "r"), randomPassword(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.CreateRole(ctx, role, password); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.DropRole(ctx, role); err != nil {
+			t.Errorf("drop role: %v", err)
+		}
+	})
+	return role, password
+}
+
+// setPassword is the DBA's ALTER ROLE.
+func setPassword(ctx context.Context, t testing.TB, srv *pgserver.Server, role, pw string) {
+	t.Helper()
+	if err := srv.SetPassword(ctx, role, pw); err != nil {
+		t.Fatalf("ALTER ROLE: %v", err)
+	}
+}
+
+func newConnector(t testing.TB, dsn string, src secrets.Source, opts ...rotating.Option) *rotating.Connector {
+	t.Helper()
+	c, err := rotating.NewConnector(dsn, src, opts...)
+	if err != nil {
+		t.Fatalf("NewConnector: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// openDB returns sql.OpenDB(c), closed (and c with it) when the test ends.
+func openDB(t testing.TB, c *rotating.Connector) *sql.DB {
+	t.Helper()
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func mustExec(ctx context.Context, t testing.TB, db *sql.DB, query string, args ...any) {
+	t.Helper()
+	if _, err := db.ExecContext(ctx, query, args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// logBuffer collects a JSON slog handler's output; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newLogger returns a logger that records everything, Debug included, as
+// JSON lines in the returned buffer.
+func newLogger() (*slog.Logger, *logBuffer) {
+	buf := new(logBuffer)
+	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+// assertNoSecret fails t if text contains any of the secrets.
+func assertNoSecret(t testing.TB, what, text string, secrets ...string) {
+	t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(text, s) {
+			t.Errorf("%s contains a password: %s", what, text)
+		}
+	}
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
+
+// waitFor polls cond until it holds, failing t after timeout.
+func waitFor(ctx context.Context, t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		sleepCtx(ctx, 5*time.Millisecond)
+	}
+}
+
+// insertLoad is a set of workers that insert rows through db, each
+// statement on a new login when the pool keeps no idle connection, and
+// remember every id the database acknowledged.
+type insertLoad struct {
+	db    *sql.DB
+	table string
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	ok, failed atomic.Int64
+
+	mu   sync.Mutex // guards ids and errs
+	ids  map[int64]struct{}
+	errs []error // the first few failures
+}
+
+// createLoadTable creates a table of the test's own through db, so that it
+// is owned by the test's role and dropped with it.
+func createLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
+	t.Helper()
+	table := pgtest.UniqueName(t, "t")
+	mustExec(ctx, t, db, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)")
+	return table
+}
+
+// startInserts starts workers that insert until stop is called, ctx ends or
+// each has made maxPerWorker attempts.
+func startInserts(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int) *insertLoad {
+	l := &insertLoad{db: db, table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
+	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
+	for w := range workers {
+		l.wg.Go(func() {
+			for seq := range maxPerWorker {
+				select {
+				case <-l.stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				var id int64
+				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
+				cancel()
+				l.mu.Lock()
+				if err != nil {
+					l.failed.Add(1)
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err)
+					}
+				} else {
+					l.ok.Add(1)
+					l.ids[id] = struct{}{}
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// finish stops the workers and waits for them.
+func (l *insertLoad) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// check asserts that no statement failed and that the table holds exactly
+// the acknowledged rows. Call it after finish.
+func (l *insertLoad) check(ctx context.Context, t testing.TB) {
+	t.Helper()
+	if n := l.failed.Load(); n != 0 {
+		t.Errorf("%d of %d statements failed; first errors: %v", n, n+l.ok.Load(), l.errs)
+	}
+	if len(l.ids) == 0 {
+		t.Fatal("no insert was acknowledged")
+	}
+	rows, err := l.db.QueryContext(ctx, "SELECT id FROM "+l.table)
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	defer rows.Close()
+	stored := make(map[int64]struct{}, len(l.ids))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatalf("read back: %v", err)
+		}
+		stored[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	missing := 0
+	for id := range l.ids {
+		if _, ok := stored[id]; !ok {
+			missing++
+		}
+	}
+	if missing != 0 || len(stored) != len(l.ids) {
+		t.Errorf("table holds %d rows, %d inserts were acknowledged, %d acknowledged rows are missing",
+			len(stored), len(l.ids), missing)
+	}
+}

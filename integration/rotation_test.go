@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"context"
+	"database/sql/driver"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets"
+)
+
+// TestRunbookRotation is the manual runbook: the DBA runs ALTER ROLE, and
+// the vault is updated about 300 ms later, while 8 workers keep inserting,
+// each statement on a new login. Nothing valid is in the store during the
+// gap, so the connector has to keep re-checking it; no statement may fail
+// and no acknowledged row may be lost.
+func TestRunbookRotation(t *testing.T) {
+	srv := pgtest.Shared(t)
+	role, pw := newRole(t, srv)
+	src := newCountingSource("runbook", secrets.Credential{Username: role, Password: pw})
+	logger, logs := newLogger()
+	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger))
+	db := openDB(t, c)
+	db.SetMaxIdleConns(0) // every statement logs in anew
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	table := createLoadTable(ctx, t, db)
+
+	const workers, rotations, gap = 8, 3, 300 * time.Millisecond
+	passwords := []string{pw}
+	load := startInserts(ctx, db, table, workers, 100_000)
+	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
+	for r := 1; r <= rotations; r++ {
+		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.ok.Load()
+		next := randomPassword(t)
+		passwords = append(passwords, next)
+		setPassword(ctx, t, srv, role, next)
+		sleepCtx(ctx, gap)
+		src.setPassword(next)
+		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
+			return c.Stats().CredentialChanges == uint64(r)
+		})
+		sleepCtx(ctx, 300*time.Millisecond) // traffic under the new credential
+		after := c.Stats()
+		t.Logf("rotation %d: %d fetches, %d rejected logins, %d recoveries, %d inserts acknowledged",
+			r, src.count()-fetchesBefore, after.AuthFailures-before.AuthFailures,
+			after.Recoveries-before.Recoveries, load.ok.Load()-okBefore)
+		if after.AuthFailures == before.AuthFailures {
+			t.Errorf("rotation %d: no login was rejected during the gap, so the rotation was not exercised", r)
+		}
+		if after.Recoveries == before.Recoveries {
+			t.Errorf("rotation %d: no Connect recovered from a rejected login", r)
+		}
+	}
+	load.finish()
+	if ctx.Err() != nil {
+		t.Fatalf("test ran out of time: %v", ctx.Err())
+	}
+
+	load.check(ctx, t)
+	st := c.Stats()
+	t.Logf("runbook: %d rows inserted by %d workers, 0 expected failures, %d failed; stats %+v",
+		load.ok.Load(), workers, load.failed.Load(), st)
+	if st.CredentialChanges != rotations {
+		t.Errorf("Stats().CredentialChanges = %d, want %d", st.CredentialChanges, rotations)
+	}
+	if st.RecoveryFailures != 0 {
+		t.Errorf("Stats().RecoveryFailures = %d, want 0", st.RecoveryFailures)
+	}
+	if st.CredentialGeneration != rotations+1 {
+		t.Errorf("Stats().CredentialGeneration = %d, want %d", st.CredentialGeneration, rotations+1)
+	}
+	assertNoSecret(t, "the connector's logs", logs.String(), passwords...)
+}
+
+// TestStoreFirstHerd rotates with the store updated first and the database
+// second (as AWS's multi-step rotation ends up, and any careful runbook),
+// while 64 goroutines log in for every statement. Every login that the
+// database rejects after an ALTER ROLE must be bridged by one shared call
+// to the store: one fetch per rotation, however many logins failed.
+func TestStoreFirstHerd(t *testing.T) {
+	srv := pgtest.Shared(t)
+	role, pw := newRole(t, srv)
+	src := newCountingSource("herd", secrets.Credential{Username: role, Password: pw})
+	logger, logs := newLogger()
+	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger))
+	db := openDB(t, c)
+	const goroutines, rotations = 64, 10
+	db.SetMaxIdleConns(0) // every statement dials
+	db.SetMaxOpenConns(goroutines)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	table := createLoadTable(ctx, t, db) // the first login: the first fetch
+	if n := src.count(); n != 1 {
+		t.Fatalf("fetches after the first login = %d, want 1", n)
+	}
+
+	passwords := []string{pw}
+	perRotation := make([]int64, 0, rotations)
+	load := startInserts(ctx, db, table, goroutines, 100_000)
+	sleepCtx(ctx, 200*time.Millisecond)
+	for r := 1; r <= rotations; r++ {
+		before, fetchesBefore := c.Stats(), src.count()
+		next := randomPassword(t)
+		passwords = append(passwords, next)
+		src.setPassword(next)                // the store first...
+		sleepCtx(ctx, 50*time.Millisecond)   // (logins go on with the cached credential, still valid)
+		setPassword(ctx, t, srv, role, next) // ...then the database
+		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
+			return c.Stats().CredentialGeneration == uint64(r+1)
+		})
+		// Let logins run on the new credential for a while, long enough for
+		// any late, redundant refresh (paced at 100 ms) to show up.
+		okAt := load.ok.Load()
+		waitFor(ctx, t, 20*time.Second, "statements on the new credential", func() bool {
+			return load.ok.Load() >= okAt+goroutines
+		})
+		sleepCtx(ctx, 300*time.Millisecond)
+		after := c.Stats()
+		fetches := src.count() - fetchesBefore
+		perRotation = append(perRotation, fetches)
+		t.Logf("rotation %d: %d fetches, %d rejected logins, %d recoveries", r, fetches,
+			after.AuthFailures-before.AuthFailures, after.Recoveries-before.Recoveries)
+		if after.AuthFailures == before.AuthFailures {
+			t.Errorf("rotation %d: no login was rejected, so the rotation was not exercised", r)
+		}
+	}
+	load.finish()
+	if ctx.Err() != nil {
+		t.Fatalf("test ran out of time: %v", ctx.Err())
+	}
+
+	load.check(ctx, t)
+	st := c.Stats()
+	t.Logf("herd: %d statements by %d goroutines, %d failed; fetches per rotation %v; stats %+v",
+		load.ok.Load()+load.failed.Load(), goroutines, load.failed.Load(), perRotation, st)
+	if n := src.count(); n != 1+rotations {
+		t.Errorf("fetches = %d, want exactly %d (1 + one per rotation); per rotation: %v", n, 1+rotations, perRotation)
+	}
+	for i, n := range perRotation {
+		if n != 1 {
+			t.Errorf("rotation %d: %d fetches, want 1", i+1, n)
+		}
+	}
+	if st.CredentialChanges != rotations {
+		t.Errorf("Stats().CredentialChanges = %d, want %d", st.CredentialChanges, rotations)
+	}
+	if st.Fetches != 1+rotations {
+		t.Errorf("Stats().Fetches = %d, want %d", st.Fetches, 1+rotations)
+	}
+	assertNoSecret(t, "the connector's logs", logs.String(), passwords...)
+}
+
+// TestHeldConnSurvivesRotation holds a sql.Conn across a rotation: the
+// session opened with the old password keeps working, new logins use the
+// new one, and the connection is lib/pq's own, unwrapped.
+func TestHeldConnSurvivesRotation(t *testing.T) {
+	srv := pgtest.Shared(t)
+	role, pw := newRole(t, srv)
+	src := newCountingSource("held", secrets.Credential{Username: role, Password: pw})
+	c := newConnector(t, baseDSN(srv), src)
+	db := openDB(t, c)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	table := createLoadTable(ctx, t, db)
+
+	held, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatalf("db.Conn: %v", err)
+	}
+	defer held.Close()
+	var pidBefore int
+	if err := held.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pidBefore); err != nil {
+		t.Fatalf("query on the held connection before the rotation: %v", err)
+	}
+	if _, err := held.ExecContext(ctx, "INSERT INTO "+table+" (worker, seq) VALUES (0, 1)"); err != nil {
+		t.Fatalf("insert on the held connection before the rotation: %v", err)
+	}
+
+	err = held.Raw(func(dc any) error {
+		typ := reflect.TypeOf(dc)
+		if typ.Kind() != reflect.Pointer || typ.Elem().PkgPath() != "github.com/lib/pq" {
+			t.Errorf("driver connection is a %v, want lib/pq's own connection", typ)
+		}
+		if _, ok := dc.(driver.SessionResetter); !ok {
+			t.Errorf("driver connection %T does not implement driver.SessionResetter", dc)
+		}
+		if _, ok := dc.(driver.Validator); !ok {
+			t.Errorf("driver connection %T does not implement driver.Validator", dc)
+		}
+		if _, ok := dc.(driver.NamedValueChecker); !ok {
+			t.Errorf("driver connection %T does not implement driver.NamedValueChecker", dc)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Raw: %v", err)
+	}
+
+	next := randomPassword(t)
+	setPassword(ctx, t, srv, role, next)
+	src.setPassword(next)
+
+	var pidAfter int
+	if err := held.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pidAfter); err != nil {
+		t.Fatalf("query on the held connection after the rotation: %v", err)
+	}
+	if pidAfter != pidBefore {
+		t.Errorf("held connection changed backend (pid %d, then %d): it was not kept open", pidBefore, pidAfter)
+	}
+	if _, err := held.ExecContext(ctx, "INSERT INTO "+table+" (worker, seq) VALUES (0, 2)"); err != nil {
+		t.Fatalf("insert on the held connection after the rotation: %v", err)
+	}
+
+	// The pool cannot lend the held connection, so this is a new login,
+	// which needs the new password.
+	fresh, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatalf("new connection after the rotation: %v", err)
+	}
+	defer fresh.Close()
+	var pidFresh, rows int
+	var user string
+	if err := fresh.QueryRowContext(ctx, "SELECT pg_backend_pid(), current_user, (SELECT count(*) FROM "+table+")").
+		Scan(&pidFresh, &user, &rows); err != nil {
+		t.Fatalf("query on a new connection after the rotation: %v", err)
+	}
+	if pidFresh == pidBefore || user != role || rows != 2 {
+		t.Errorf("new connection: pid %d (held %d), user %q (want %q), %d rows (want 2)", pidFresh, pidBefore, user, role, rows)
+	}
+	if err := held.PingContext(ctx); err != nil {
+		t.Errorf("held connection after a new login: %v", err)
+	}
+	st := c.Stats()
+	t.Logf("held conn: stats %+v", st)
+	if st.CredentialChanges != 1 || st.Recoveries != 1 {
+		t.Errorf("Stats(): CredentialChanges %d, Recoveries %d; want 1 and 1", st.CredentialChanges, st.Recoveries)
+	}
+}
