@@ -72,6 +72,12 @@ type Connector struct {
 	// next call may be made.
 	backoff   time.Duration
 	nextFetch time.Time
+	// changed is closed and replaced whenever a new credential is cached,
+	// waking refreshes that wait for their turn.
+	changed chan struct{}
+	// noPendingGen is the generation for which the source last said it has
+	// no pending credential.
+	noPendingGen uint64
 	// lastPending is the last pending credential offered by the source, so
 	// that offering the same one again does not count as something new.
 	lastPending *entry
@@ -128,6 +134,7 @@ func NewConnector(dsn string, src secrets.Source, opts ...Option) (*Connector, e
 		srcName: secrets.Describe(src),
 		cfg:     cfg,
 		wake:    make(chan struct{}, 1),
+		changed: make(chan struct{}),
 		backoff: cfg.minBackoff,
 	}
 	c.log = cfg.logger.With(slog.String("source", c.srcName))
@@ -215,6 +222,7 @@ func (c *Connector) connectAfterRejection(ctx context.Context, failed *entry, di
 		conn, err := c.dial(ctx, next)
 		if err == nil {
 			c.stats.recoveries.Add(1)
+			c.resetBackoff()
 			next.rejected.Store(false)
 			if next.pending {
 				c.promotePending(next)
@@ -313,18 +321,10 @@ func (c *Connector) sharedRefresh(upTo uint64) (any, error) {
 	}
 	defer c.wg.Done()
 
-	// Pace calls to the source: at most one per backoff step.
-	c.mu.Lock()
-	wait := time.Until(c.nextFetch)
-	c.mu.Unlock()
-	if err := sleep(c.ctx, wait); err != nil {
-		return nil, ErrClosed
+	if moot, err := c.waitForTurn(upTo); moot || err != nil {
+		return nil, err
 	}
-
 	cur := c.cur.Load()
-	if cur != nil && cur.gen > upTo {
-		return nil, nil // a newer credential arrived meanwhile: nothing to fetch
-	}
 	cred, err := c.fetch(false, func(ctx context.Context) (secrets.Credential, error) { return c.src.Fetch(ctx) })
 	if err != nil {
 		// A failed fetch never evicts the cached credential: it may well
@@ -350,9 +350,22 @@ func (c *Connector) sharedRefresh(upTo uint64) (any, error) {
 	if !ok {
 		return nil, nil
 	}
+	// A store that had no pending credential when this one was first
+	// rejected will not grow one for it: AWS creates AWSPENDING before it
+	// changes the database. Asking again on every backoff step would double
+	// the store calls while a vault lags.
+	c.mu.Lock()
+	askedBefore := c.noPendingGen == cur.gen
+	c.mu.Unlock()
+	if askedBefore {
+		return nil, nil
+	}
 	pcred, err := c.fetch(true, func(ctx context.Context) (secrets.Credential, error) { return ps.FetchPending(ctx, cur.cred) })
 	if err != nil {
 		if errors.Is(err, secrets.ErrNoPending) {
+			c.mu.Lock()
+			c.noPendingGen = cur.gen
+			c.mu.Unlock()
 			return nil, nil
 		}
 		return nil, err
@@ -479,6 +492,7 @@ func (c *Connector) promotePending(p *entry) {
 			c.log.Info("rotating: pending credential works; using it", slog.Uint64("generation", p.gen),
 				slog.Any("credential", p.cred))
 			c.startBackground(p)
+			c.credentialChanged()
 			c.poke()
 			return
 		}
@@ -498,7 +512,51 @@ func (c *Connector) store(e *entry) {
 		}
 	}
 	c.startBackground(e)
+	c.credentialChanged()
 	c.poke()
+}
+
+// waitForTurn waits until the source may be called again (at most one call
+// per backoff step). It reports moot when a credential newer than upTo is
+// cached before or while it waits: the call would find nothing new.
+func (c *Connector) waitForTurn(upTo uint64) (moot bool, err error) {
+	for {
+		if cur := c.cur.Load(); cur != nil && cur.gen > upTo {
+			return true, nil
+		}
+		c.mu.Lock()
+		wait := time.Until(c.nextFetch)
+		changed := c.changed
+		c.mu.Unlock()
+		if wait <= 0 {
+			return false, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		case <-c.ctx.Done():
+			t.Stop()
+			return false, ErrClosed
+		}
+	}
+}
+
+// credentialChanged wakes refreshes waiting for their turn.
+func (c *Connector) credentialChanged() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// resetBackoff ends an incident: the next time the store is behind, the
+// pause between calls starts from the minimum again.
+func (c *Connector) resetBackoff() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.backoff = c.cfg.minBackoff
 }
 
 // paceAfter sets when the source may next be called: after the minimum

@@ -652,3 +652,62 @@ func TestRefreshAfterANewerCredentialArrivedMakesNoFetch(t *testing.T) {
 		t.Fatalf("a refresh for an already superseded generation fetched (%d -> %d)", before, got)
 	}
 }
+
+func TestBackoffStartsAfreshAfterEachRecovery(t *testing.T) {
+	db := newFakeDB("app", "p0")
+	src := pendingSource{newFakeSource("app", "p0")}
+	c, _ := newTestConnector(t, db, src, WithBackoff(10*time.Millisecond, 5*time.Second))
+	mustConnect(t, c)
+	for i := 1; i <= 6; i++ {
+		pw := fmt.Sprintf("p%d", i)
+		src.setPending(&secrets.Credential{Username: "app", Password: pw})
+		db.setPassword("app", pw)
+		mustConnect(t, c) // bridged through the pending credential
+		src.set(secrets.Credential{Username: "app", Password: pw})
+		c.mu.Lock()
+		backoff := c.backoff
+		c.mu.Unlock()
+		if backoff != 10*time.Millisecond {
+			t.Fatalf("after rotation %d the backoff is %v, want the minimum again: rotations must not inherit each other's backoff", i, backoff)
+		}
+	}
+}
+
+func TestStoreWithoutPendingIsAskedForItOncePerRejection(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src, WithBackoff(10*time.Millisecond, 20*time.Millisecond))
+	mustConnect(t, c)
+	db.setPassword("app", "p2") // runbook: no pending, the store lags
+	timer := time.AfterFunc(200*time.Millisecond, func() { src.set(secrets.Credential{Username: "app", Password: "p2"}) })
+	defer timer.Stop()
+	mustConnect(t, c)
+	if f, p := src.fetches.Load()-1, src.pendingFetches.Load(); p != 1 || f < 3 {
+		t.Fatalf("a lagging store was asked %d times for the current and %d times for a pending credential, want several and 1", f, p)
+	}
+}
+
+func TestWaitingRefreshEndsWhenANewerCredentialArrives(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	c.mu.Lock()
+	c.nextFetch = time.Now().Add(time.Hour) // the store may not be called for an hour
+	c.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { _, err := c.refresh(context.Background(), 1); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	c.store(&entry{cred: secrets.Credential{Username: "app", Password: "p2"}, gen: c.lastGen.Add(1), conn: fakeConnector{db: db}})
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a refresh waiting for its turn did not end when a newer credential was cached")
+	}
+	if got := src.fetches.Load(); got != 1 {
+		t.Fatalf("fetches = %d, want 1: the moot refresh must not call the store", got)
+	}
+}
