@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/lib/pq"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/secrets"
+	"github.com/pgrotate/rotating/secrets/awssm"
+)
+
+// storeCounter is the Secrets Manager client of one approach: it counts the
+// GetSecretValue calls the approach makes, by staging label, and passes
+// them on. It satisfies awssm.API.
+type storeCounter struct {
+	api                     awssm.API
+	current, pending, other atomic.Int64
+}
+
+var _ awssm.API = (*storeCounter)(nil)
+
+func (c *storeCounter) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	switch stage := aws.ToString(in.VersionStage); {
+	case stage == awssm.StagePending:
+		c.pending.Add(1)
+	case stage == awssm.StageCurrent, stage == "" && in.VersionId == nil:
+		c.current.Add(1)
+	default:
+		c.other.Add(1)
+	}
+	return c.api.GetSecretValue(ctx, in, optFns...)
+}
+
+func (c *storeCounter) counts() FetchCounts {
+	return FetchCounts{Current: c.current.Load(), Pending: c.pending.Load(), Other: c.other.Load()}
+}
+
+// opsClient is the client of the rotation functions and of the runbook
+// (the operator's side), counting its GetSecretValue calls so that the
+// report can tell them from the application's.
+type opsClient struct {
+	*secretsmanager.Client
+	gets atomic.Int64
+}
+
+func (c *opsClient) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	c.gets.Add(1)
+	return c.Client.GetSecretValue(ctx, in, optFns...)
+}
+
+// approach is one way for an application to get its database credential,
+// running the same workload as the others.
+type approach struct {
+	key, title string
+	// pool is the pool statements go through now; rebuild, if set, is
+	// called when a login through it was rejected.
+	pool    func() *sql.DB
+	rebuild func(ctx context.Context)
+	logins  *loginRecorder
+	calls   *storeCounter
+	closeFn func() error
+
+	db   *sql.DB             // the approach's only pool, if it has one
+	conn *rotating.Connector // the rotating approach only
+}
+
+func (a *approach) close() error { return a.closeFn() }
+
+// Approach keys, in the order the comparison lists them.
+const (
+	keyRotating = "rotating"
+	keyStatic   = "static"
+	keyPerLogin = "per-login"
+	keyRebuild  = "rebuild"
+)
+
+var approachTitles = map[string]string{
+	keyRotating: "rotating (this library)",
+	keyStatic:   "static DSN",
+	keyPerLogin: "secret fetched per login",
+	keyRebuild:  "pool rebuilt on auth error",
+}
+
+// newRotatingApproach is what the README recommends: the awssm source
+// behind rotating.NewConnector, and sql.OpenDB.
+func newRotatingApproach(dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
+	calls := &storeCounter{api: api}
+	src, err := awssm.New(calls, secretID, awssm.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	c, err := rotating.NewConnector(dsn, src,
+		rotating.WithLogger(log),
+		rotating.WithNewConnector(newProbedConnector))
+	if err != nil {
+		return nil, err
+	}
+	logins := new(loginRecorder)
+	db := openPool(&timedConnector{inner: c, logins: logins}, workers)
+	return &approach{
+		key: keyRotating, title: approachTitles[keyRotating],
+		pool: fixed(db), logins: logins, calls: calls, closeFn: db.Close,
+		db: db, conn: c,
+	}, nil
+}
+
+func fixed(db *sql.DB) func() *sql.DB { return func() *sql.DB { return db } }
+
+// fetchCurrent reads the AWSCURRENT credential, as the naive approaches do.
+func fetchCurrent(ctx context.Context, api awssm.API, secretID string) (secrets.Credential, error) {
+	out, err := api.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(secretID)})
+	if err != nil {
+		return secrets.Credential{}, err
+	}
+	return secrets.ParseSecret([]byte(aws.ToString(out.SecretString)), secrets.Keys{})
+}
+
+// loginConfig is base with cred's login.
+func loginConfig(base pq.Config, cred secrets.Credential) pq.Config {
+	cfg := base.Clone()
+	if cred.Username != "" {
+		cfg.User = cred.Username
+	}
+	cfg.Password = cred.Password
+	return cfg
+}
+
+// newStaticApproach reads the secret once, at start-up, and builds a
+// plain lib/pq connector with it: the password in the DSN.
+func newStaticApproach(ctx context.Context, dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+	calls := &storeCounter{api: api}
+	base, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := fetchCurrent(ctx, calls, secretID)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := newProbedConnector(loginConfig(base, cred))
+	if err != nil {
+		return nil, err
+	}
+	logins := new(loginRecorder)
+	db := openPool(&timedConnector{inner: pc, logins: logins}, workers)
+	return &approach{
+		key: keyStatic, title: approachTitles[keyStatic],
+		pool: fixed(db), logins: logins, calls: calls, closeFn: db.Close, db: db,
+	}, nil
+}
+
+// perLoginConnector reads AWSCURRENT before every login.
+type perLoginConnector struct {
+	base     pq.Config
+	api      awssm.API
+	secretID string
+}
+
+func (c *perLoginConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	cred, err := fetchCurrent(ctx, c.api, c.secretID)
+	if err != nil {
+		return nil, err
+	}
+	pc, err := newProbedConnector(loginConfig(c.base, cred))
+	if err != nil {
+		return nil, err
+	}
+	return pc.Connect(ctx)
+}
+
+func (c *perLoginConnector) Driver() driver.Driver { return &pq.Driver{} }
+
+// newPerLoginApproach fetches the secret before every connection.
+func newPerLoginApproach(dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+	calls := &storeCounter{api: api}
+	base, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	logins := new(loginRecorder)
+	db := openPool(&timedConnector{inner: &perLoginConnector{base: base, api: calls, secretID: secretID}, logins: logins}, workers)
+	return &approach{
+		key: keyPerLogin, title: approachTitles[keyPerLogin],
+		pool: fixed(db), logins: logins, calls: calls, closeFn: db.Close, db: db,
+	}, nil
+}
+
+// rebuildingPool is the fix a blog post suggests: when a login is
+// rejected, read the secret again, open a new sql.DB with it if it
+// changed, and retry once. The mutex keeps two rebuilds from racing; it
+// does not coalesce them, so every rejected login reads the secret.
+// Replaced pools stay open until the end, so that connections taken from
+// them go on working (closing them at once would fail statements, which is
+// not the point made here).
+type rebuildingPool struct {
+	base     pq.Config
+	api      awssm.API
+	secretID string
+	workers  int
+	logins   *loginRecorder
+
+	mu      sync.Mutex
+	db      *sql.DB
+	cred    secrets.Credential
+	retired []*sql.DB
+}
+
+func newRebuildApproach(ctx context.Context, dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+	calls := &storeCounter{api: api}
+	base, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	p := &rebuildingPool{base: base, api: calls, secretID: secretID, workers: workers, logins: new(loginRecorder)}
+	if p.cred, err = fetchCurrent(ctx, calls, secretID); err != nil {
+		return nil, err
+	}
+	if p.db, err = p.open(p.cred); err != nil {
+		return nil, err
+	}
+	return &approach{
+		key: keyRebuild, title: approachTitles[keyRebuild],
+		pool: p.current, rebuild: p.rebuild, logins: p.logins, calls: calls, closeFn: p.close,
+	}, nil
+}
+
+func (p *rebuildingPool) open(cred secrets.Credential) (*sql.DB, error) {
+	pc, err := newProbedConnector(loginConfig(p.base, cred))
+	if err != nil {
+		return nil, err
+	}
+	return openPool(&timedConnector{inner: pc, logins: p.logins}, p.workers), nil
+}
+
+func (p *rebuildingPool) current() *sql.DB {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.db
+}
+
+// rebuild reads the secret and swaps in a new pool if the login changed.
+func (p *rebuildingPool) rebuild(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cred, err := fetchCurrent(ctx, p.api, p.secretID)
+	if err != nil || cred.SameLogin(p.cred) {
+		return
+	}
+	db, err := p.open(cred)
+	if err != nil {
+		return
+	}
+	p.retired = append(p.retired, p.db)
+	p.db, p.cred = db, cred
+}
+
+func (p *rebuildingPool) close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, db := range append(p.retired, p.db) {
+		errs = append(errs, db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// newApproach builds the approach named key.
+func newApproach(ctx context.Context, key, dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
+	switch key {
+	case keyRotating:
+		return newRotatingApproach(dsn, secretID, api, log, workers)
+	case keyStatic:
+		return newStaticApproach(ctx, dsn, secretID, api, workers)
+	case keyPerLogin:
+		return newPerLoginApproach(dsn, secretID, api, workers)
+	case keyRebuild:
+		return newRebuildApproach(ctx, dsn, secretID, api, workers)
+	}
+	return nil, fmt.Errorf("unknown approach %q", key)
+}

@@ -1,0 +1,652 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+	"github.com/lib/pq"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/secrets"
+	"github.com/pgrotate/rotating/secrets/awssm"
+)
+
+const checkUsage = `Usage: pgrotate check [-dsn DSN] (-secret-id ID | -file PATH | -env | -env-json VAR) [flags]
+
+Checks a deployment's set-up the way the rotating connector will use it:
+fetches the credential from the source, reports what it found (username,
+version, which login fields come from the secret and which from the DSN;
+never the password), logs in with it and reports the server version and
+TLS state. For AWS Secrets Manager it also reports whether a pending
+version (AWSPENDING) exists and logs in, and the secret's rotation settings
+if DescribeSecret is permitted. Each failure comes with what to do about it.
+
+The DSN is the application's, without a password. As in the connector, the
+secret's username and password replace the DSN's, and the secret's host,
+port and dbname fill only what the DSN leaves unset.
+
+-secret-id uses the standard AWS configuration: AWS_REGION, AWS_PROFILE,
+the shared config and credentials files, instance and task roles, and
+AWS_ENDPOINT_URL_SECRETS_MANAGER (for a local endpoint such as
+"pgrotate sm-server"). It needs secretsmanager:GetSecretValue (and
+DescribeSecret for the rotation settings, which is optional).
+
+Flags:
+`
+
+type checkConfig struct {
+	dsn, secretID, file, envJSON string
+	env                          bool
+	timeout                      time.Duration
+	verbose                      bool
+}
+
+func checkCommand(ctx context.Context, args []string, std *stdio) int {
+	var cfg checkConfig
+	fs := flag.NewFlagSet("pgrotate check", flag.ContinueOnError)
+	fs.SetOutput(std.err)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), checkUsage)
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), "\n"+exitCodesHelp)
+	}
+	fs.StringVar(&cfg.dsn, "dsn", "", "the application's lib/pq DSN without password (key=value or postgres:// URL)")
+	fs.StringVar(&cfg.secretID, "secret-id", "", "AWS Secrets Manager secret, name or ARN")
+	fs.StringVar(&cfg.file, "file", "", "file holding the RDS-format JSON secret or a plain password")
+	fs.BoolVar(&cfg.env, "env", false, "environment variables DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME")
+	fs.StringVar(&cfg.envJSON, "env-json", "", "one environment variable holding the whole JSON secret")
+	fs.DurationVar(&cfg.timeout, "timeout", 15*time.Second, "bound for each fetch and login")
+	fs.BoolVar(&cfg.verbose, "v", false, "debug logging (never a secret value)")
+	if code, stop := parseFlags(fs, args); stop {
+		return code
+	}
+	n := 0
+	for _, set := range []bool{cfg.secretID != "", cfg.file != "", cfg.env, cfg.envJSON != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		fmt.Fprintln(std.err, "pgrotate check: give one source: -secret-id ID, -file PATH, -env or -env-json VAR")
+		return exitUsage
+	}
+	if cfg.timeout <= 0 {
+		fmt.Fprintln(std.err, "pgrotate check: -timeout must be positive")
+		return exitUsage
+	}
+	c := &checker{cfg: cfg, out: std.out, errw: std.err}
+	return c.run(ctx)
+}
+
+// checker runs one check and prints its findings.
+type checker struct {
+	cfg  checkConfig
+	out  io.Writer
+	errw io.Writer
+
+	region string
+	client *secretsmanager.Client
+}
+
+func (c *checker) say(label, format string, args ...any) {
+	fmt.Fprintf(c.out, "  %-10s  %s\n", label, fmt.Sprintf(format, args...))
+}
+
+func (c *checker) more(format string, args ...any) {
+	fmt.Fprintf(c.out, "  %-10s  %s\n", "", fmt.Sprintf(format, args...))
+}
+
+func (c *checker) fail(code int, label, format string, args ...any) int {
+	c.say(label, "FAIL: "+format, args...)
+	fmt.Fprintln(c.out)
+	fmt.Fprintf(c.out, "  result      exit %d: %s\n", code, exitMeaning[code])
+	return code
+}
+
+var exitMeaning = map[int]string{
+	exitOK:          "the application can log in with the current credential",
+	exitSource:      "the credential could not be read from the source",
+	exitDatabase:    "no credential from the source logs in to the database",
+	exitPendingOnly: "only the pending credential (AWSPENDING) logs in",
+}
+
+func (c *checker) run(ctx context.Context) int {
+	fmt.Fprintln(c.out, "pgrotate check")
+	fmt.Fprintln(c.out)
+	dsnCfg, err := pq.NewConfig(c.cfg.dsn)
+	if err == nil {
+		_, err = rotating.NewConnector(c.cfg.dsn, secrets.Static(secrets.Credential{Password: "x"}))
+	}
+	if err != nil {
+		var de *rotating.DSNError
+		if errors.As(err, &de) {
+			fmt.Fprintf(c.errw, "pgrotate check: -dsn: %s\n", de.Reason)
+		} else {
+			// lib/pq's own error may quote the DSN, password included.
+			fmt.Fprintln(c.errw, "pgrotate check: -dsn: lib/pq cannot parse it (or a PG* environment variable)")
+		}
+		return exitUsage
+	}
+
+	src, code := c.source(ctx)
+	if code != exitOK {
+		return code
+	}
+	c.say("source", "%s", secrets.Describe(src))
+
+	fctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	begin := time.Now()
+	cred, err := src.Fetch(fctx)
+	cancel()
+	if err != nil {
+		return c.fail(exitSource, "credential", "%s", explainSourceError(err, c.region))
+	}
+	c.say("credential", "username %q, %s, fetched in %s", cred.Username, versionText(cred.Version), ms(time.Since(begin)))
+	var has []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"host", cred.Host != ""}, {"port", cred.Port != 0}, {"dbname", cred.Database != ""}} {
+		if f.set {
+			has = append(has, f.name)
+		}
+	}
+	if len(has) > 0 {
+		c.more("the secret also holds: %s", strings.Join(has, ", "))
+	}
+
+	merged, err := mergedConfig(c.cfg.dsn, cred)
+	if err != nil {
+		return c.fail(exitSource, "credential", "the connector would refuse it: %v", err)
+	}
+	c.printOrigins(dsnCfg, cred, merged)
+
+	current := c.login(ctx, "connect", merged)
+	pendingWorks := false
+	if ps, ok := src.(secrets.PendingSource); ok {
+		pendingWorks = c.checkPending(ctx, ps, cred, current)
+	}
+	if c.client != nil {
+		c.describe(ctx)
+	}
+	fmt.Fprintln(c.out)
+	code = exitOK
+	switch {
+	case current == nil:
+	case isAuthFailure(current) && pendingWorks:
+		code = exitPendingOnly
+	default:
+		code = exitDatabase
+	}
+	fmt.Fprintf(c.out, "  result      exit %d: %s\n", code, exitMeaning[code])
+	if code == exitPendingOnly {
+		fmt.Fprintln(c.out, "              the rotating connector bridges this with AWSPENDING, but clients that read only")
+		fmt.Fprintln(c.out, "              AWSCURRENT fail until the rotation's finishSecret step runs: finish or fix the rotation")
+	}
+	return code
+}
+
+// source builds the credential source the flags name.
+func (c *checker) source(ctx context.Context) (secrets.Source, int) {
+	switch {
+	case c.cfg.file != "":
+		return secrets.File(c.cfg.file), exitOK
+	case c.cfg.env:
+		return secrets.Env(secrets.EnvVars{}), exitOK
+	case c.cfg.envJSON != "":
+		return secrets.Env(secrets.EnvVars{JSON: c.cfg.envJSON}), exitOK
+	}
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	awsCfg, err := config.LoadDefaultConfig(lctx)
+	if err != nil {
+		return nil, c.fail(exitSource, "source", "loading the AWS configuration: %v", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, c.fail(exitSource, "source", "no AWS region: set AWS_REGION, or a region in the AWS profile in use")
+	}
+	c.region = awsCfg.Region
+	c.client = secretsmanager.NewFromConfig(awsCfg)
+	src, err := awssm.New(c.client, c.cfg.secretID)
+	if err != nil {
+		return nil, c.fail(exitUsage, "source", "%v", err)
+	}
+	where := "region " + c.region
+	if ep := os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER"); ep != "" {
+		where += ", endpoint " + ep
+	} else if ep := os.Getenv("AWS_ENDPOINT_URL"); ep != "" {
+		where += ", endpoint " + ep
+	}
+	fmt.Fprintf(c.out, "  %-10s  AWS Secrets Manager, %s\n", "aws", where)
+	return src, exitOK
+}
+
+// printOrigins says where each login field comes from.
+func (c *checker) printOrigins(dsnCfg pq.Config, cred secrets.Credential, merged pq.Config) {
+	sets := dsnSets(c.cfg.dsn)
+	notSecret := func(key, env, def string) string {
+		switch {
+		case sets[key]:
+			return "from the DSN"
+		case os.Getenv(env) != "":
+			return "from the environment (" + env + ")"
+		}
+		return def
+	}
+	fromSecret := func(key, env, def string, secretHas bool, secretVal, mergedVal string) string {
+		switch {
+		case !secretHas:
+			return notSecret(key, env, def) + " (not in the secret)"
+		case secretVal == mergedVal && sets[key]:
+			return "from the DSN (the secret says the same)"
+		case secretVal == mergedVal:
+			return "from the secret (the DSN leaves it unset)"
+		}
+		return fmt.Sprintf("%s: the secret's %q is not used, the DSN wins", notSecret(key, env, "from the DSN"), secretVal)
+	}
+	user := "from the secret"
+	if cred.Username == "" {
+		user = notSecret("user", "PGUSER", "lib/pq's default (the operating system user)") + " (the secret has no username)"
+	}
+	port := ""
+	if cred.Port != 0 {
+		port = fmt.Sprint(cred.Port)
+	}
+	sslmode := string(merged.SSLMode)
+	if sslmode == "" {
+		sslmode = "(unset)"
+	}
+	rows := [][3]string{
+		{"user", merged.User, user},
+		{"host", merged.Host, fromSecret("host", "PGHOST", "lib/pq's default", cred.Host != "", cred.Host, merged.Host)},
+		{"port", fmt.Sprint(merged.Port), fromSecret("port", "PGPORT", "lib/pq's default", cred.Port != 0, port, fmt.Sprint(merged.Port))},
+		{"dbname", merged.Database, fromSecret("dbname", "PGDATABASE", "lib/pq's default (the user name)", cred.Database != "", cred.Database, merged.Database)},
+		{"sslmode", sslmode, notSecret("sslmode", "PGSSLMODE", "lib/pq's default")},
+		{"password", "(never shown)", "from the secret"},
+	}
+	for i, r := range rows {
+		label := ""
+		if i == 0 {
+			label = "login"
+		}
+		c.say(label, "%-8s %-22s %s", r[0], r[1], r[2])
+	}
+	if dsnCfg.Password != "" {
+		where := "the DSN"
+		if os.Getenv("PGPASSWORD") != "" && !sets["password"] {
+			where = "PGPASSWORD"
+		}
+		c.more("note: %s holds a password; the connector never uses it (the secret's is used): remove it", where)
+	}
+}
+
+// login logs in with cfg, prints what it found and returns the login's
+// error, nil if it worked.
+func (c *checker) login(ctx context.Context, label string, cfg pq.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > c.cfg.timeout {
+		cfg.ConnectTimeout = c.cfg.timeout
+	}
+	begin := time.Now()
+	info, err := probeLogin(ctx, cfg)
+	if err != nil {
+		c.say(label, "FAIL: %s", explainLoginError(err, cfg, c.cfg.timeout))
+		return err
+	}
+	c.say(label, "ok as %q on database %q in %s: PostgreSQL %s", info.user, info.database, ms(time.Since(begin)), info.version)
+	c.more("TLS: %s", info.tls)
+	return nil
+}
+
+type loginInfo struct {
+	user, database, version, tls string
+}
+
+// probeLogin opens one connection with cfg and asks who it is, the server
+// version and the connection's TLS state.
+func probeLogin(ctx context.Context, cfg pq.Config) (loginInfo, error) {
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return loginInfo{}, err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return loginInfo{}, err
+	}
+	defer conn.Close()
+	var info loginInfo
+	if err := conn.QueryRowContext(ctx, "SELECT current_user, current_database(), current_setting('server_version')").
+		Scan(&info.user, &info.database, &info.version); err != nil {
+		return loginInfo{}, err
+	}
+	var (
+		ssl             bool
+		version, cipher sql.NullString
+	)
+	err = conn.QueryRowContext(ctx, "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl, &version, &cipher)
+	switch {
+	case err == nil && ssl:
+		info.tls = fmt.Sprintf("on (%s, %s)", version.String, cipher.String)
+	case err == nil:
+		info.tls = "off: this connection is not encrypted"
+		if cfg.SSLMode == pq.SSLModeDisable {
+			info.tls += " (sslmode=disable)"
+		} else {
+			info.tls += "; set sslmode=require (or verify-full) in the DSN unless the network is trusted"
+		}
+	default:
+		var setting string
+		if conn.QueryRowContext(ctx, "SHOW ssl").Scan(&setting) == nil {
+			info.tls = "unknown for this connection (pg_stat_ssl unreadable); the server's ssl setting is " + setting
+		} else {
+			info.tls = "unknown (neither pg_stat_ssl nor SHOW ssl answered)"
+		}
+	}
+	return info, nil
+}
+
+// checkPending fetches AWSPENDING and, if there is one, logs in with it.
+// currentErr is the current credential's login error. It reports whether
+// the pending credential logs in.
+func (c *checker) checkPending(ctx context.Context, ps secrets.PendingSource, current secrets.Credential, currentErr error) bool {
+	fctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	pending, err := ps.FetchPending(fctx, current)
+	cancel()
+	switch {
+	case errors.Is(err, secrets.ErrNoPending):
+		why := "no rotation in progress"
+		var ae *awssm.Error
+		if errors.As(err, &ae) && errors.Unwrap(ae.Err) != nil {
+			why += ": " + strings.TrimPrefix(ae.Err.Error(), secrets.ErrNoPending.Error()+": ")
+		}
+		c.say("pending", "none (%s)", why)
+		if currentErr != nil && isAuthFailure(currentErr) {
+			c.more("the current credential is refused and the store has nothing newer: the database's password")
+			c.more("was changed without updating the secret (a runbook half done, or a failed rotation);")
+			c.more("put the database's password in the secret, or set the secret's in the database")
+		}
+		return false
+	case err != nil:
+		if isAccessDenied(err) {
+			c.say("pending", "reading AWSPENDING is not permitted: allow secretsmanager:GetSecretValue for the")
+			c.more("AWSPENDING stage too (secretsmanager:VersionStage condition); without it the connector")
+			c.more("cannot bridge a single-user rotation's window and waits for finishSecret instead")
+			return false
+		}
+		c.say("pending", "FAIL: %s", explainSourceError(err, c.region))
+		return false
+	}
+	c.say("pending", "AWSPENDING holds username %q, %s: a rotation is in progress", pending.Username, versionText(pending.Version))
+	if currentErr != nil && !isAuthFailure(currentErr) {
+		c.more("(not tried: the database could not be reached with the current credential either)")
+		return false
+	}
+	merged, err := mergedConfig(c.cfg.dsn, pending)
+	if err != nil {
+		c.more("FAIL: the connector would refuse it: %v", err)
+		return false
+	}
+	if err := c.login(ctx, "", merged); err != nil {
+		if currentErr == nil {
+			c.more("the database does not accept AWSPENDING yet: the rotation has not run setSecret, or")
+			c.more("it failed there (see the rotation function's logs); the current credential works meanwhile")
+		} else {
+			c.more("the database accepts neither AWSCURRENT nor AWSPENDING: its password was changed outside")
+			c.more("the rotation; set it to one of the two (the rotation function's setSecret does this)")
+		}
+		return false
+	}
+	if currentErr != nil {
+		c.more("the database accepts AWSPENDING but not AWSCURRENT: the rotation is between setSecret and")
+		c.more("finishSecret, or stopped there")
+	}
+	return true
+}
+
+// describe prints the secret's rotation settings, if DescribeSecret is
+// permitted.
+func (c *checker) describe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	out, err := c.client.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(c.cfg.secretID)})
+	if err != nil {
+		if isAccessDenied(err) {
+			c.say("rotation", "not permitted (secretsmanager:DescribeSecret); the connector does not need it")
+			return
+		}
+		c.say("rotation", "DescribeSecret failed: %s", explainSourceError(err, c.region))
+		return
+	}
+	if !aws.ToBool(out.RotationEnabled) {
+		c.say("rotation", "not enabled for this secret")
+	} else {
+		var parts []string
+		if r := out.RotationRules; r != nil {
+			if r.AutomaticallyAfterDays != nil {
+				parts = append(parts, fmt.Sprintf("every %d days", *r.AutomaticallyAfterDays))
+			}
+			if r.ScheduleExpression != nil {
+				parts = append(parts, "schedule "+*r.ScheduleExpression)
+			}
+			if r.Duration != nil {
+				parts = append(parts, "window "+*r.Duration)
+			}
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "no schedule")
+		}
+		c.say("rotation", "enabled, %s", strings.Join(parts, ", "))
+		if arn := aws.ToString(out.RotationLambdaARN); arn != "" {
+			c.more("function %s", arn)
+		}
+	}
+	if out.LastRotatedDate != nil {
+		c.more("last rotated %s", out.LastRotatedDate.UTC().Format(time.RFC3339))
+	}
+	if out.NextRotationDate != nil {
+		c.more("next rotation %s", out.NextRotationDate.UTC().Format(time.RFC3339))
+	}
+	ids := make([]string, 0, len(out.VersionIdsToStages))
+	for id := range out.VersionIdsToStages {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		return stageRank(out.VersionIdsToStages[ids[i]]) < stageRank(out.VersionIdsToStages[ids[j]])
+	})
+	for _, id := range ids {
+		c.more("version %s: %s", id, strings.Join(out.VersionIdsToStages[id], ", "))
+	}
+}
+
+func stageRank(stages []string) int {
+	for i, s := range []string{awssm.StageCurrent, awssm.StagePending, "AWSPREVIOUS"} {
+		if slices.Contains(stages, s) {
+			return i
+		}
+	}
+	return 3
+}
+
+func versionText(v string) string {
+	if v == "" {
+		return "no version id (this source has none)"
+	}
+	return "version " + v
+}
+
+// errCaptured ends the Connect that mergedConfig makes.
+var errCaptured = errors.New("pgrotate: configuration captured")
+
+// mergedConfig returns the lib/pq configuration the connector builds for
+// cred from dsn: the connector's own merge, captured through
+// WithNewConnector, so that check logs in exactly as the application would.
+// An unusable credential (an empty password) is an error, as in the
+// connector.
+func mergedConfig(dsn string, cred secrets.Credential) (pq.Config, error) {
+	var got pq.Config
+	c, err := rotating.NewConnector(dsn, secrets.Static(cred),
+		rotating.WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
+			got = cfg
+			return rotating.ConnectorFunc(func(context.Context) (driver.Conn, error) { return nil, errCaptured }), nil
+		}))
+	if err != nil {
+		return pq.Config{}, err
+	}
+	defer c.Close()
+	if _, err := c.Connect(context.Background()); !errors.Is(err, errCaptured) {
+		var fe *rotating.FetchError
+		if errors.As(err, &fe) {
+			return pq.Config{}, fe.Err
+		}
+		return pq.Config{}, err
+	}
+	return got, nil
+}
+
+// dsnSets reports which connection keys dsn itself sets, as the
+// connector decides it (see rotating's dsn.go): for key=value, by parsing
+// it behind two different leading values; for a URL, from its parts.
+func dsnSets(dsn string) map[string]bool {
+	keys := []string{"host", "port", "dbname", "user", "sslmode", "password"}
+	sets := map[string]bool{}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return sets
+		}
+		q := u.Query()
+		sets["host"] = u.Hostname() != "" || q.Get("host") != "" || q.Get("hostaddr") != ""
+		sets["port"] = u.Port() != "" || q.Get("port") != ""
+		sets["dbname"] = strings.TrimPrefix(u.Path, "/") != "" || q.Get("dbname") != ""
+		sets["user"] = u.User.Username() != "" || q.Get("user") != ""
+		_, pw := u.User.Password()
+		sets["password"] = pw || q.Get("password") != ""
+		sets["sslmode"] = q.Get("sslmode") != ""
+		return sets
+	}
+	a, errA := pq.NewConfig("host=pgrotate.probe.a port=1 dbname=probe_a user=probe_a sslmode=disable password=probe_a " + dsn)
+	b, errB := pq.NewConfig("host=pgrotate.probe.b port=2 dbname=probe_b user=probe_b sslmode=require password=probe_b " + dsn)
+	if errA != nil || errB != nil {
+		for _, k := range keys {
+			sets[k] = true
+		}
+		return sets
+	}
+	sets["host"] = a.Host == b.Host
+	sets["port"] = a.Port == b.Port
+	sets["dbname"] = a.Database == b.Database
+	sets["user"] = a.User == b.User
+	sets["sslmode"] = a.SSLMode == b.SSLMode
+	sets["password"] = a.Password == b.Password
+	return sets
+}
+
+// isAccessDenied reports whether err is AWS's AccessDeniedException.
+func isAccessDenied(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "AccessDeniedException"
+}
+
+// explainSourceError says what went wrong reading a credential and what to
+// do about it. Source errors never contain a secret value.
+func explainSourceError(err error, region string) string {
+	var (
+		apiErr  smithy.APIError
+		signErr *v4.SigningError
+		netErr  *net.OpError
+	)
+	switch {
+	case errors.Is(err, secrets.ErrMalformed):
+		return "the secret's value is malformed: " + err.Error() +
+			"; want the RDS JSON format {\"username\": ..., \"password\": ..., \"host\": ..., \"port\": ..., \"dbname\": ...} or a plain password"
+	case errors.Is(err, secrets.ErrEmptyPassword):
+		return "the secret has no usable password: " + err.Error()
+	case errors.Is(err, fs.ErrNotExist):
+		return err.Error() + ": the file does not exist (is the secret mounted, and is the path right?)"
+	case errors.Is(err, fs.ErrPermission):
+		return err.Error() + ": this process may not read the file"
+	case errors.As(err, &apiErr):
+		switch apiErr.ErrorCode() {
+		case "ResourceNotFoundException":
+			return fmt.Sprintf("secret not found in region %s: check the name or ARN, and AWS_REGION (%s)", region, err)
+		case "AccessDeniedException":
+			return fmt.Sprintf("not permitted: this AWS identity may not call secretsmanager:GetSecretValue on the secret "+
+				"(nor kms:Decrypt on its key, if it is a customer managed key); add them to its policy (%s)", err)
+		case "DecryptionFailure":
+			return fmt.Sprintf("Secrets Manager could not decrypt the secret: allow kms:Decrypt on the secret's KMS key (%s)", err)
+		case "InvalidRequestException":
+			return fmt.Sprintf("the request was refused; a secret scheduled for deletion answers this (%s)", err)
+		case "UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException", "InvalidSignatureException", "SignatureDoesNotMatch":
+			return fmt.Sprintf("AWS rejected this process's AWS credentials (%s): check AWS_PROFILE, the access keys or the session", apiErr.ErrorCode())
+		}
+		return err.Error()
+	case errors.As(err, &signErr):
+		return "no usable AWS credentials: configure them (AWS_PROFILE, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, " +
+			"an instance or task role): " + err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out: " + err.Error()
+	case errors.As(err, &netErr):
+		return "cannot reach the secret store: " + err.Error()
+	}
+	return err.Error()
+}
+
+// explainLoginError says why a login failed and what to do about it.
+// lib/pq's errors never contain the password.
+func explainLoginError(err error, cfg pq.Config, timeout time.Duration) string {
+	var (
+		pqErr  *pq.Error
+		netErr *net.OpError
+	)
+	addr := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
+	if errors.As(err, &pqErr) {
+		switch pqErr.SQLState() {
+		case "28P01":
+			return fmt.Sprintf("password authentication failed for user %q (SQLSTATE 28P01): the database does not accept "+
+				"this password, or has no such role; the secret and the database disagree", cfg.User)
+		case "28000":
+			return fmt.Sprintf("the server refused the login (SQLSTATE 28000: %s): pg_hba.conf lets no such connection in "+
+				"(user %q, database %q, this address, sslmode %s), or IAM/LDAP/certificate authentication failed",
+				pqErr.Message, cfg.User, cfg.Database, cfg.SSLMode)
+		case "3D000":
+			return fmt.Sprintf("database %q does not exist (SQLSTATE 3D000): fix dbname in the DSN or the secret", cfg.Database)
+		case "53300":
+			return "the server has no free connection slot (SQLSTATE 53300): " + pqErr.Message
+		}
+		return fmt.Sprintf("%s (SQLSTATE %s)", pqErr.Message, pqErr.SQLState())
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "SSL is not enabled on the server"):
+		return fmt.Sprintf("sslmode=%s asks for TLS but the server at %s offers none: enable ssl on the server, "+
+			"or use sslmode=disable on a trusted network only", cfg.SSLMode, addr)
+	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:"):
+		return "TLS failed: " + msg + " (for sslmode=verify-ca or verify-full, sslrootcert must name the server's CA)"
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "i/o timeout"):
+		return fmt.Sprintf("no answer from %s within %v: check the host, the port and the firewall or security groups", addr, timeout)
+	case errors.As(err, &netErr):
+		return fmt.Sprintf("cannot reach %s: %v: check the host and the port, and that the server listens there", addr, netErr.Err)
+	}
+	return msg
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
+)
+
+// rds is a secret value in the RDS format.
+func rds(user, password string, extra ...string) string {
+	s := fmt.Sprintf(`{"engine":"postgres","username":%q,"password":%q`, user, password)
+	for i := 0; i+1 < len(extra); i += 2 {
+		s += fmt.Sprintf(",%q:%s", extra[i], extra[i+1])
+	}
+	return s + "}"
+}
+
+// putPending starts a rotation of the secret and stores value as its
+// AWSPENDING version, as createSecret does.
+func putPending(t *testing.T, sm *awssmtest.Server, id, value string) {
+	t.Helper()
+	client := sm.Client(t.Context())
+	rot, err := client.RotateSecret(t.Context(), &secretsmanager.RotateSecretInput{SecretId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.PutSecretValue(t.Context(), &secretsmanager.PutSecretValueInput{
+		SecretId: aws.String(id), ClientRequestToken: rot.VersionId,
+		SecretString: aws.String(value), VersionStages: []string{"AWSPENDING"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCheckAWS(t *testing.T) {
+	pg := pgtest.Shared(t)
+	sm := startSM(t)
+	role, password := newRole(t, pg)
+	wrong := newPassword()
+	dsn := baseDSN(pg)
+
+	sm.CreateSecret("ok", rds(role, password, "host", `"db.example"`, "port", "5432"))
+	sm.CreateSecret("malformed", `{"username": "app", "password": `)
+	sm.CreateSecret("nopassword", `{"username": "app"}`)
+	sm.CreateSecret("refused", rds(role, wrong))
+	sm.CreateSecret("pending-works", rds(role, wrong))
+	putPending(t, sm, "pending-works", rds(role, password))
+	sm.CreateSecret("both-refused", rds(role, wrong))
+	putPending(t, sm, "both-refused", rds(role, newPassword()))
+	sm.CreateSecret("pending-not-yet", rds(role, password))
+	putPending(t, sm, "pending-not-yet", rds(role, newPassword()))
+	sm.CreateSecret("from-secret", rds(role, password, "dbname", `"postgres"`))
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"ok", []string{"-secret-id", "ok"}, exitOK, []string{
+			`username "` + role + `"`, "version ", "PostgreSQL ", "TLS: off", "sslmode=disable",
+			`the secret's "db.example" is not used, the DSN wins`, "from the secret",
+			"pending     none (no rotation in progress", "rotation    not enabled", "exit 0"}},
+		{"not found", []string{"-secret-id", "nope"}, exitSource, []string{"secret not found in region us-east-1", "exit 2"}},
+		{"malformed", []string{"-secret-id", "malformed"}, exitSource, []string{"malformed", "RDS JSON format", "exit 2"}},
+		{"no password", []string{"-secret-id", "nopassword"}, exitSource, []string{"no usable password", `"password"`}},
+		{"refused", []string{"-secret-id", "refused"}, exitDatabase, []string{
+			"password authentication failed for user", "28P01", "the store has nothing newer", "exit 3"}},
+		{"pending works", []string{"-secret-id", "pending-works"}, exitPendingOnly, []string{
+			"a rotation is in progress", "accepts AWSPENDING but not AWSCURRENT", "exit 4", "finishSecret"}},
+		{"both refused", []string{"-secret-id", "both-refused"}, exitDatabase, []string{
+			"a rotation is in progress", "accepts neither AWSCURRENT nor AWSPENDING", "exit 3"}},
+		{"pending not yet", []string{"-secret-id", "pending-not-yet"}, exitOK, []string{
+			"does not accept AWSPENDING yet", "rotation    enabled", "AWSPENDING", "exit 0"}},
+		{"dbname from secret", []string{"-secret-id", "from-secret", "-dsn", fmt.Sprintf("host=%s port=%d sslmode=disable", pg.Host, pg.Port)},
+			exitOK, []string{"dbname   postgres               from the secret (the DSN leaves it unset)"}},
+		{"unreachable", []string{"-secret-id", "ok", "-dsn", "host=127.0.0.1 port=1 sslmode=disable"}, exitDatabase, []string{
+			"cannot reach 127.0.0.1:1", "exit 3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"check", "-dsn", dsn}, tc.args...)
+			r := runCmd(t, t.Context(), args, nil)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d", r.code, tc.code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.out, w) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			assertNoSecret(t, "check's output", r.out+r.err, password, wrong)
+		})
+	}
+
+	t.Run("not permitted", func(t *testing.T) {
+		sm.InjectFault(awssmtest.OpGetSecretValue, awssmtest.Fault{Error: "AccessDeniedException", Message: "User is not authorized"})
+		defer sm.ClearFaults()
+		r := runCmd(t, t.Context(), []string{"check", "-dsn", dsn, "-secret-id", "ok"}, nil)
+		if r.code != exitSource || !strings.Contains(r.out, "not permitted") || !strings.Contains(r.out, "secretsmanager:GetSecretValue") {
+			t.Errorf("exit %d, want %d and 'not permitted ... secretsmanager:GetSecretValue'", r.code, exitSource)
+		}
+	})
+	t.Run("describe not permitted", func(t *testing.T) {
+		sm.InjectFault(awssmtest.OpDescribeSecret, awssmtest.Fault{Error: "AccessDeniedException"})
+		defer sm.ClearFaults()
+		r := runCmd(t, t.Context(), []string{"check", "-dsn", dsn, "-secret-id", "ok"}, nil)
+		if r.code != exitOK || !strings.Contains(r.out, "rotation    not permitted (secretsmanager:DescribeSecret)") {
+			t.Errorf("exit %d, want 0 and DescribeSecret 'not permitted'", r.code)
+		}
+	})
+	t.Run("no region", func(t *testing.T) {
+		t.Setenv("AWS_REGION", "")
+		t.Setenv("AWS_DEFAULT_REGION", "")
+		r := runCmd(t, t.Context(), []string{"check", "-dsn", dsn, "-secret-id", "ok"}, nil)
+		if r.code != exitSource || !strings.Contains(r.out, "no AWS region") {
+			t.Errorf("exit %d, want %d and 'no AWS region'", r.code, exitSource)
+		}
+	})
+}
+
+func TestCheckFileAndEnv(t *testing.T) {
+	pg := pgtest.Shared(t)
+	role, password := newRole(t, pg)
+	dsn := baseDSN(pg)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "db.json")
+	if err := os.WriteFile(good, []byte(rds(role, password)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"username": 3, "password": "x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want []string
+	}{
+		{"file", []string{"-file", good}, nil, exitOK, []string{"file " + good, "no version id", "exit 0"}},
+		{"file missing", []string{"-file", filepath.Join(dir, "none")}, nil, exitSource, []string{"does not exist", "exit 2"}},
+		{"file malformed", []string{"-file", bad}, nil, exitSource, []string{"malformed", `"username"`}},
+		{"env", []string{"-env"}, map[string]string{"DB_USER": role, "DB_PASSWORD": password}, exitOK, []string{"env DB_USER/DB_PASSWORD", "exit 0"}},
+		{"env unset", []string{"-env"}, map[string]string{"DB_USER": role}, exitSource, []string{"DB_PASSWORD", "exit 2"}},
+		{"env json", []string{"-env-json", "DB_SECRET"}, map[string]string{"DB_SECRET": rds(role, password)}, exitOK, []string{"env DB_SECRET"}},
+		{"env refused", []string{"-env"}, map[string]string{"DB_USER": role, "DB_PASSWORD": "wrong-" + password}, exitDatabase, []string{"28P01", "exit 3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, set := tc.env["DB_PASSWORD"]; !set {
+				os.Unsetenv("DB_PASSWORD") // t.Setenv below restores what it changes
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			r := runCmd(t, context.Background(), append([]string{"check", "-dsn", dsn}, tc.args...), nil)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d", r.code, tc.code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.out, w) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			assertNoSecret(t, "check's output", r.out+r.err, password)
+		})
+	}
+}
+
+func TestDSNSets(t *testing.T) {
+	for _, tc := range []struct {
+		dsn  string
+		want []string
+	}{
+		{"", nil},
+		{"host=db port=5433 dbname=app sslmode=require", []string{"host", "port", "dbname", "sslmode"}},
+		{"user=app password=x", []string{"user", "password"}},
+		{"postgres://db/app?sslmode=require", []string{"host", "dbname", "sslmode"}},
+		{"postgres://u:p@db:5433", []string{"host", "port", "user", "password"}},
+	} {
+		sets := dsnSets(tc.dsn)
+		for _, k := range []string{"host", "port", "dbname", "user", "sslmode", "password"} {
+			want := false
+			for _, w := range tc.want {
+				want = want || w == k
+			}
+			if sets[k] != want {
+				t.Errorf("dsnSets(%q)[%s] = %v, want %v", tc.dsn, k, sets[k], want)
+			}
+		}
+	}
+}

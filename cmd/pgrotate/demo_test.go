@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
+)
+
+// demoRun runs "pgrotate demo args..." on the shared PostgreSQL server and
+// a local endpoint of the test's own, and checks what every run must show:
+// exit 0, no failed statement, no missing row, every rotation done, and no
+// secret value in the output.
+func demoRun(t *testing.T, args ...string) (*Report, result) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the demo runs for several seconds")
+	}
+	pg := pgtest.Shared(t)
+	sm := awssmtest.NewServer().Start()
+	t.Cleanup(sm.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	r := runCmd(t, ctx, append([]string{"demo"}, args...), &stdio{demo: &demoHooks{pg: pg, sm: sm}})
+	rep := r.report
+	if rep == nil {
+		t.Fatalf("no report; exit %d\n%s", r.code, r.err)
+	}
+	if r.code != exitOK {
+		t.Errorf("exit %d, want 0", r.code)
+	}
+	rot := rep.Rotating
+	if rot.Failed != 0 || rot.RowsMissing != 0 || rot.VerifyError != "" {
+		t.Errorf("rotating: %d failed statements, %d missing rows, verify error %q; errors %v",
+			rot.Failed, rot.RowsMissing, rot.VerifyError, rot.Errors)
+	}
+	if rot.OK == 0 || rot.RowsAcked != rot.OK || rot.RowsFound != rot.RowsAcked {
+		t.Errorf("rotating: %d ok, %d acknowledged, %d found: want them equal and not zero", rot.OK, rot.RowsAcked, rot.RowsFound)
+	}
+	if len(rep.Rotations) != rep.PlannedRotations {
+		t.Errorf("%d rotations ran, %d planned", len(rep.Rotations), rep.PlannedRotations)
+	}
+	for _, x := range rep.Rotations {
+		if x.Err != "" {
+			t.Errorf("rotation %d (%s): %s", x.N, x.Kind, x.Err)
+		}
+		if x.Window() < 900*time.Millisecond {
+			t.Errorf("rotation %d (%s): window %v, want it held about 1s", x.N, x.Kind, x.Window())
+		}
+	}
+	if rot.Logins.Failed != 0 {
+		t.Errorf("%d logins failed", rot.Logins.Failed)
+	}
+	if !rep.Passed() || !strings.Contains(r.out, "PASS") {
+		t.Error("report does not say PASS")
+	}
+	// The secret's passwords and the master (superuser) password must not
+	// appear anywhere.
+	values := append(secretValues(t, sm, rep.SecretID), superPassword(t, pg))
+	assertNoSecret(t, "the demo's output", r.out+r.err, values...)
+	if t.Failed() {
+		t.Logf("PostgreSQL log:\n%s", pg.ServerLog())
+	}
+	return rep, r
+}
+
+func TestDemoSingleUser(t *testing.T) {
+	rep, _ := demoRun(t, "-duration", "6s", "-rotations", "2", "-workers", "8", "-recycle", "500ms")
+	if got := len(rep.Rotations); got != 3 {
+		t.Fatalf("%d rotations, want 2 AWS and 1 runbook", got)
+	}
+	st := rep.Rotating.Stats
+	// Every rotation changes the login the application uses.
+	if st.CredentialChanges != 3 {
+		t.Errorf("CredentialChanges = %d, want 3", st.CredentialChanges)
+	}
+	// In the single-user window the application finds AWSPENDING; a
+	// handful of calls per rotation, not one per login.
+	if rep.Rotating.Fetches.Pending == 0 {
+		t.Error("no AWSPENDING fetch: the single-user window was not met")
+	}
+	logins := int64(rep.Rotating.Logins.Ordinary.N + rep.Rotating.Logins.MetRotation.N)
+	if f := rep.Rotating.Fetches.Total(); f > 20 || f*3 > logins {
+		t.Errorf("%d GetSecretValue calls for %d logins: want a few per rotation", f, logins)
+	}
+	if rep.Rotating.Logins.MetRotation.N == 0 {
+		t.Error("no login met a rotation: connections were not recycled")
+	}
+	if e := rep.Endpoint; e == nil || e.GetSecretValue != e.Applications+e.Operator {
+		t.Errorf("endpoint counted %+v: GetSecretValue should be the applications' plus the operator's", e)
+	}
+	if len(rep.Rotating.PerSecond) != rep.Seconds {
+		t.Errorf("%d seconds in the timeline, %d run", len(rep.Rotating.PerSecond), rep.Seconds)
+	}
+	// The AWS rotations cost no throughput: every second up to the
+	// runbook acknowledged statements.
+	for i, s := range rep.Rotating.PerSecond[:int(rep.Rotations[2].Start/time.Second)] {
+		if s.OK == 0 {
+			t.Errorf("second %d: no statement acknowledged", i)
+		}
+	}
+}
+
+func TestDemoAlternating(t *testing.T) {
+	rep, _ := demoRun(t, "-duration", "6s", "-rotations", "2", "-workers", "8", "-recycle", "500ms", "-strategy", "alternating")
+	if rep.Strategy != "alternating-users" {
+		t.Errorf("Strategy = %q", rep.Strategy)
+	}
+	// AWSCURRENT always works with alternating users: the cached login
+	// survives the first rotation, and AWSPENDING is never needed.
+	if got := rep.Rotations[0].Fetches.Total(); got != 0 {
+		t.Errorf("rotation 1: %d GetSecretValue calls, want 0 (the cached user still works)", got)
+	}
+	if got := rep.Rotating.Fetches.Pending; got != 0 {
+		t.Errorf("%d AWSPENDING fetches, want 0", got)
+	}
+}
+
+func TestDemoCompare(t *testing.T) {
+	rep, r := demoRun(t, "-duration", "6s", "-rotations", "1", "-workers", "4", "-recycle", "500ms", "-compare")
+	if len(rep.Naive) != 3 {
+		t.Fatalf("%d naive approaches, want 3", len(rep.Naive))
+	}
+	byKey := map[string]ApproachResult{}
+	for _, a := range rep.Naive {
+		byKey[a.Key] = a
+		if a.RowsMissing != 0 {
+			t.Errorf("%s: %d acknowledged rows missing", a.Key, a.RowsMissing)
+		}
+	}
+	if s := byKey[keyStatic]; s.Failed == 0 || s.Fetches.Total() != 1 {
+		t.Errorf("static DSN: %d failed, %d GetSecretValue; want failures after the first rotation and 1 call", s.Failed, s.Fetches.Total())
+	}
+	if p := byKey[keyPerLogin]; p.Fetches.Total() < 3*rep.Rotating.Fetches.Total() {
+		t.Errorf("per-login fetching: %d GetSecretValue calls, rotating %d: want many more", p.Fetches.Total(), rep.Rotating.Fetches.Total())
+	}
+	if byKey[keyRebuild].Fetches.Total() < 2 {
+		t.Errorf("pool rebuild: %d GetSecretValue calls; it must have refetched", byKey[keyRebuild].Fetches.Total())
+	}
+	for _, want := range []string{"static DSN", "secret fetched per login", "pool rebuilt on auth error", "throughput"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("comparison lacks %q", want)
+		}
+	}
+}
+
+// TestDemoCommand runs the demo exactly as "go run ./cmd/pgrotate demo"
+// does: it starts and removes its own PostgreSQL server and endpoint.
+func TestDemoCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL server")
+	}
+	pgtest.Shared(t) // skips (or fails under CI) without PostgreSQL
+	r := runCmd(t, t.Context(), []string{"demo", "-duration", "3s", "-rotations", "1", "-workers", "4", "-recycle", "500ms"}, nil)
+	if r.code != exitOK || r.report == nil || !r.report.Passed() {
+		t.Fatalf("exit %d, want 0 with a passing report", r.code)
+	}
+	for _, want := range []string{"statements", "rows", "logins", "rotations", "timeline", "PASS"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if !strings.Contains(r.err, "stopping PostgreSQL and removing its directory") {
+		t.Error("the server was not stopped")
+	}
+}
+
+// TestDemoInterrupted cancels the run, as Ctrl-C does: exit 130, a report of
+// what ran, and nothing left running.
+func TestDemoInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo")
+	}
+	pg := pgtest.Shared(t)
+	sm := awssmtest.NewServer().Start()
+	t.Cleanup(sm.Close)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	// Ctrl-C a second into the workload.
+	var out, errw syncBuffer
+	go func() {
+		for !strings.Contains(errw.String(), "running the workload") {
+			if sleepCtx(ctx, 10*time.Millisecond) != nil {
+				return
+			}
+		}
+		_ = sleepCtx(ctx, time.Second)
+		cancel()
+	}()
+	std := &stdio{out: &out, err: &errw, demo: &demoHooks{pg: pg, sm: sm}}
+	var r result
+	std.report = func(rep *Report) { r.report = rep }
+	r.code = run(ctx, []string{"demo", "-duration", "20s", "-rotations", "3"}, std)
+	r.out, r.err = out.String(), errw.String()
+	t.Logf("exit %d\n%s%s", r.code, r.out, r.err)
+	if r.code != exitInterrupted {
+		t.Errorf("exit %d, want %d", r.code, exitInterrupted)
+	}
+	if r.report == nil || !r.report.Interrupted || r.report.Rotating.RowsMissing != 0 {
+		t.Fatalf("report %+v: want an interrupted run with no missing row", r.report)
+	}
+	if !strings.Contains(r.out, "INTERRUPTED") {
+		t.Error("report does not say INTERRUPTED")
+	}
+	// The demo's roles are gone from the shared server.
+	var n int
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'demo\\_%\\_"+
+		strings.TrimPrefix(r.report.SecretID, "pgrotate-demo-")[:6]+"%'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d demo roles left on the server", n)
+	}
+}
+
+// TestDemoExternal runs the workload against "your" server and secret:
+// the shared server and a local endpoint reached through the standard AWS
+// configuration, as -dsn and -secret-id do with real ones.
+func TestDemoExternal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the demo")
+	}
+	pg := pgtest.Shared(t)
+	sm := startSM(t)
+	role, password := newRole(t, pg)
+	if err := pg.Exec(t.Context(), "GRANT CREATE ON SCHEMA public TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	sm.CreateSecret("ext/app", `{"username":"`+role+`","password":"`+password+`"}`)
+	r := runCmd(t, t.Context(), []string{"demo", "-dsn", baseDSN(pg), "-secret-id", "ext/app", "-duration", "3s", "-workers", "4", "-rotations", "5"}, nil)
+	if r.code != exitOK {
+		t.Fatalf("exit %d, want 0", r.code)
+	}
+	rep := r.report
+	if rep.Mode != "external" || len(rep.Rotations) != 0 || rep.Rotating.Failed != 0 || rep.Rotating.RowsMissing != 0 || rep.Rotating.OK == 0 {
+		t.Errorf("report: mode %q, %d rotations, %d ok, %d failed, %d missing", rep.Mode, len(rep.Rotations), rep.Rotating.OK, rep.Rotating.Failed, rep.Rotating.RowsMissing)
+	}
+	if !strings.Contains(r.err, "ignored with -dsn/-secret-id") || !strings.Contains(r.err, "rotates nothing") {
+		t.Error("the demo does not say that it rotates nothing and ignores -rotations")
+	}
+	var n int
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_tables WHERE tableowner = $1", role).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d tables of the demo left behind", n)
+	}
+	assertNoSecret(t, "the demo's output", r.out+r.err, password)
+
+	// A secret that does not exist: a source problem.
+	r = runCmd(t, t.Context(), []string{"demo", "-dsn", baseDSN(pg), "-secret-id", "ext/none", "-duration", "2s"}, nil)
+	if r.code != exitSource || !strings.Contains(r.err, "secret not found") {
+		t.Errorf("missing secret: exit %d, want %d with 'secret not found'", r.code, exitSource)
+	}
+}
