@@ -275,6 +275,9 @@ func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry,
 	if cur := c.cur.Load(); cur.gen > failed.gen {
 		return cur, nil
 	}
+	if p := c.untriedPending(failed.gen); p != nil {
+		return p, nil
+	}
 	pending, err := c.refresh(ctx, failed.gen)
 	if err != nil {
 		return nil, err
@@ -300,6 +303,9 @@ func (c *Connector) refresh(ctx context.Context, upTo uint64) (*entry, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // a caller that has already given up starts no store call
+	}
 	ch := c.flights.DoChan("refresh", func() (any, error) { return c.sharedRefresh(upTo) })
 	select {
 	case r := <-ch:
@@ -323,6 +329,9 @@ func (c *Connector) sharedRefresh(upTo uint64) (any, error) {
 
 	if moot, err := c.waitForTurn(upTo); moot || err != nil {
 		return nil, err
+	}
+	if p := c.untriedPending(upTo); p != nil {
+		return p, nil // offered by the refresh just before this one
 	}
 	cur := c.cur.Load()
 	cred, err := c.fetch(false, func(ctx context.Context) (secrets.Credential, error) { return c.src.Fetch(ctx) })
@@ -390,6 +399,9 @@ func (c *Connector) fetch(pending bool, call func(context.Context) (secrets.Cred
 	cred, err := call(ctx)
 	if err == nil {
 		err = cred.Validate()
+	}
+	if err != nil && c.ctx.Err() != nil {
+		return secrets.Credential{}, ErrClosed // the call was cancelled by Close
 	}
 	if err != nil {
 		if pending && errors.Is(err, secrets.ErrNoPending) {
@@ -471,6 +483,20 @@ func (c *Connector) pendingEntry(cred secrets.Credential) (*entry, error) {
 	c.log.Info("rotating: trying pending credential", slog.Uint64("generation", e.gen),
 		slog.Any("credential", e.cred))
 	return e, nil
+}
+
+// untriedPending returns the last pending credential the source offered if
+// it is newer than generation after and no login with it has been rejected:
+// a caller rejected between the refresh that found it and its promotion
+// tries it instead of starting another refresh.
+func (c *Connector) untriedPending(after uint64) *entry {
+	c.mu.Lock()
+	p := c.lastPending
+	c.mu.Unlock()
+	if p == nil || p.gen <= after || p.rejected.Load() {
+		return nil
+	}
+	return p
 }
 
 // promotePending makes a pending credential that just logged in the cached

@@ -711,3 +711,35 @@ func TestWaitingRefreshEndsWhenANewerCredentialArrives(t *testing.T) {
 		t.Fatalf("fetches = %d, want 1: the moot refresh must not call the store", got)
 	}
 }
+
+func TestRejectedBeforePendingIsPromotedTriesItWithoutFetching(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := pendingSource{newFakeSource("app", "p1")}
+	c, _ := newTestConnector(t, db, src)
+	mustConnect(t, c)
+	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+
+	// Hold the first login with the pending credential open, so that it is
+	// not promoted yet when a second caller is rejected.
+	holding := make(chan struct{})
+	release := make(chan struct{})
+	var held atomic.Bool
+	db.gate = func(cfg pq.Config) {
+		if cfg.Password == "p2" && held.CompareAndSwap(false, true) {
+			close(holding)
+			<-release
+		}
+	}
+	first := make(chan error, 1)
+	go func() { _, err := c.Connect(context.Background()); first <- err }()
+	<-holding
+	mustConnect(t, c) // rejected with p1, must try the pending p2 it already has
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if f, p := src.fetches.Load()-1, src.pendingFetches.Load(); f != 1 || p != 1 {
+		t.Fatalf("the window cost %d current + %d pending fetches, want 1 + 1", f, p)
+	}
+}
