@@ -1,0 +1,18 @@
+// Package faults is the fault and bad-input suite of the rotating
+// Connector: a failing or misbehaving secret store (through the real AWS SDK
+// against awssmtest's local Secrets Manager endpoint), a misbehaving
+// PostgreSQL server (restarted, out of connection slots, rejecting the role
+// in pg_hba.conf, the role dropped or expired), callers that cancel, time
+// out or close at awkward moments, hostile usernames, passwords and secret
+// encodings, and rotations faster than the connector's own backoff.
+//
+// Every case checks that the statements that should succeed did, that the
+// error a caller gets is classifiable with errors.Is and errors.As, that
+// nothing panics, that no goroutine outlives db.Close, and that no secret
+// value appears in an error or a log line. docs/reliability.md lists every
+// case with the promise it proves.
+//
+// The tests need PostgreSQL's server binaries (see internal/pgserver/pgtest)
+// and are skipped without them, unless CI=true. The package has no non-test
+// code.
+package faults
