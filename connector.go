@@ -81,9 +81,11 @@ type Connector struct {
 	// lastPending is the last pending credential offered by the source, so
 	// that offering the same one again does not count as something new.
 	lastPending *entry
-	// staleCurrent is the rejected current credential that a pending one
-	// replaced: while the store still returns it as current (AWS's window
-	// between setSecret and finishSecret), that is not a change.
+	// staleCurrent is the store's current credential, rejected by the
+	// database, that a working candidate replaced (a pending credential in
+	// AWS's window between setSecret and finishSecret, or the previous
+	// credential when the store got ahead of the database or broken): while
+	// the store still returns it, that is not a change.
 	staleCurrent *secrets.Credential
 
 	stats counters
@@ -92,14 +94,27 @@ type Connector struct {
 // entry is one credential with everything prebuilt to dial with it.
 type entry struct {
 	cred      secrets.Credential
+	user      string // the user it logs in as: the credential's, or the DSN's
 	gen       uint64
 	fetchedAt time.Time
 	pending   bool // offered by PendingSource.FetchPending
+	// candidate entries (a pending credential, or a return to the previous
+	// one) are cached only once a login with them has succeeded.
+	candidate bool
 	conn      driver.Connector
 	// rejected is set when a login with this credential fails, so that a
 	// refresh that finds the same credential in the store knows the store is
 	// behind the database.
 	rejected atomic.Bool
+	// replaced is the credential this one replaced while that one still
+	// worked (a background refresh found a change). If the database rejects
+	// this one and the store has nothing better, the connector returns to
+	// it: a store that is ahead of the database, or that now holds a broken
+	// value, never takes down logins that were working.
+	replaced atomic.Pointer[entry]
+	// returnOf is the entry a return-to-previous candidate stands for; a
+	// rejection of the candidate marks that entry rejected too.
+	returnOf *entry
 }
 
 // NewConnector returns a Connector for dsn (key=value or postgres:// URL, as
@@ -224,8 +239,8 @@ func (c *Connector) connectAfterRejection(ctx context.Context, failed *entry, di
 			c.stats.recoveries.Add(1)
 			c.resetBackoff()
 			next.rejected.Store(false)
-			if next.pending {
-				c.promotePending(next)
+			if next.candidate {
+				c.promote(next)
 			}
 			return conn, nil
 		}
@@ -242,10 +257,13 @@ func (c *Connector) connectAfterRejection(ctx context.Context, failed *entry, di
 
 func (c *Connector) markRejected(e *entry, err error) {
 	c.stats.authFailures.Add(1)
+	if e.returnOf != nil {
+		e.returnOf.rejected.Store(true)
+	}
 	if !e.rejected.Swap(true) {
 		c.log.Warn("rotating: login rejected; looking for a newer credential",
 			slog.Uint64("generation", e.gen), slog.String("version", e.cred.Version),
-			slog.String("username", e.cred.Username), slog.Bool("pending", e.pending),
+			slog.String("username", e.user), slog.Bool("pending", e.pending),
 			slog.String("sqlstate", sqlState(err)))
 	}
 }
@@ -254,7 +272,7 @@ func (c *Connector) giveUp(ctx context.Context, failed *entry, dialErr, fetchErr
 	c.stats.recoveryFailures.Add(1)
 	err := &AuthError{
 		Source:   c.srcName,
-		Username: failed.cred.Username,
+		Username: failed.user,
 		Version:  failed.cred.Version,
 		Waited:   time.Since(start),
 		Err:      dialErr,
@@ -288,7 +306,11 @@ func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry,
 	if pending != nil && pending.gen > failed.gen {
 		return pending, nil
 	}
-	return c.cur.Load(), nil
+	cur := c.cur.Load()
+	if old := cur.replaced.Load(); old != nil && cur.rejected.Load() && !old.rejected.Load() {
+		return c.returnTo(old), nil
+	}
+	return cur, nil
 }
 
 // refresh joins or starts the one shared refresh and waits for it or for
@@ -429,21 +451,41 @@ func (c *Connector) sameAsCached(cur *entry, cred secrets.Credential) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return cur.pending && c.staleCurrent != nil && cred.SameLogin(*c.staleCurrent)
+	return c.staleCurrent != nil && cred.SameLogin(*c.staleCurrent)
 }
 
 func (c *Connector) newEntry(cred secrets.Credential, pending bool) (*entry, error) {
-	conn, err := c.cfg.newConnector(c.base.withCredential(cred, c.cfg.endpointFromSecret))
+	cfg := c.base.withCredential(cred, c.cfg.endpointFromSecret)
+	user := cfg.User
+	conn, err := c.cfg.newConnector(cfg)
 	if err != nil {
 		return nil, &FetchError{Source: c.srcName, Pending: pending, Err: err}
 	}
 	return &entry{
 		cred:      cred,
+		user:      user,
 		gen:       c.lastGen.Add(1),
 		fetchedAt: time.Now(),
 		pending:   pending,
+		candidate: pending,
 		conn:      conn,
 	}, nil
+}
+
+// returnTo returns a candidate entry for going back to old, the credential
+// the rejected cached one replaced while old still worked.
+func (c *Connector) returnTo(old *entry) *entry {
+	e := &entry{
+		cred:      old.cred,
+		user:      old.user,
+		gen:       c.lastGen.Add(1),
+		fetchedAt: old.fetchedAt,
+		pending:   old.pending,
+		candidate: true,
+		conn:      old.conn,
+		returnOf:  old,
+	}
+	return e
 }
 
 // install makes cred the cached credential, replacing prev.
@@ -451,6 +493,10 @@ func (c *Connector) install(cred secrets.Credential, prev *entry) error {
 	e, err := c.newEntry(cred, false)
 	if err != nil {
 		return err
+	}
+	if prev != nil && !prev.rejected.Load() {
+		e.replaced.Store(prev)
+		prev.replaced.Store(nil) // keep one step of history, not a chain
 	}
 	c.mu.Lock()
 	c.staleCurrent = nil
@@ -499,13 +545,13 @@ func (c *Connector) untriedPending(after uint64) *entry {
 	return p
 }
 
-// promotePending makes a pending credential that just logged in the cached
-// one, unless something newer is cached already. Pending credentials that
-// have not worked are never cached.
-func (c *Connector) promotePending(p *entry) {
+// promote makes a candidate (a pending credential, or a return to the
+// previous one) that just logged in the cached one, unless something newer
+// is cached already. Candidates that have not worked are never cached.
+func (c *Connector) promote(p *entry) {
 	for {
 		cur := c.cur.Load()
-		if cur.gen >= p.gen {
+		if cur.gen >= p.gen || (cur.cred.SameLogin(p.cred) && !cur.rejected.Load()) {
 			return
 		}
 		if c.cur.CompareAndSwap(cur, p) {
@@ -514,9 +560,14 @@ func (c *Connector) promotePending(p *entry) {
 			c.staleCurrent = &stale
 			c.mu.Unlock()
 			c.stats.changes.Add(1)
-			c.stats.promotions.Add(1)
-			c.log.Info("rotating: pending credential works; using it", slog.Uint64("generation", p.gen),
-				slog.Any("credential", p.cred))
+			if p.pending {
+				c.stats.promotions.Add(1)
+				c.log.Info("rotating: pending credential works; using it", slog.Uint64("generation", p.gen),
+					slog.Any("credential", p.cred))
+			} else {
+				c.log.Warn("rotating: the store's credential is rejected but the previous one works; using the previous one",
+					slog.Uint64("generation", p.gen), slog.Any("credential", p.cred), slog.Any("rejected", stale))
+			}
 			c.startBackground(p)
 			c.credentialChanged()
 			c.poke()

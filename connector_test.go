@@ -743,3 +743,58 @@ func TestRejectedBeforePendingIsPromotedTriesItWithoutFetching(t *testing.T) {
 		t.Fatalf("the window cost %d current + %d pending fetches, want 1 + 1", f, p)
 	}
 }
+
+func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	c, logs := newTestConnector(t, db, src, WithRefreshInterval(20*time.Millisecond))
+	mustConnect(t, c)
+	// The store now holds a value the database does not accept (a rotation
+	// that failed before its ALTER ROLE, or a broken secret read as a plain
+	// password). The background refresh picks it up.
+	src.set(secrets.Credential{Password: "not json {"})
+	if !waitFor(func() bool { return c.Stats().CredentialChanges >= 1 }) {
+		t.Fatal("the background refresh did not pick up the store's change")
+	}
+	for range 20 {
+		mustConnect(t, c) // the previous credential still works: use it
+	}
+	if got := c.cur.Load().cred.Password; got != "p1" {
+		t.Fatal("the connector did not return to the previous, working credential")
+	}
+	// While the store keeps the rejected value, refreshes do not flip back
+	// to it.
+	changes := c.Stats().CredentialChanges
+	time.Sleep(100 * time.Millisecond) // several refresh intervals
+	for range 5 {
+		mustConnect(t, c)
+	}
+	if st := c.Stats(); st.CredentialChanges != changes {
+		t.Fatalf("credential changes went %d -> %d: the connector flapped back to the rejected store value", changes, st.CredentialChanges)
+	}
+	if !strings.Contains(logs.String(), "previous one works") {
+		t.Error("no log event for returning to the previous credential")
+	}
+	// When the store is fixed, the new credential is followed as usual.
+	src.set(secrets.Credential{Username: "app", Password: "p2"})
+	db.setPassword("app", "p2")
+	mustConnect(t, c)
+	if got := c.cur.Load().cred.Password; got != "p2" {
+		t.Fatal("after the store was fixed the connector did not follow it")
+	}
+}
+
+func TestAuthErrorNamesTheUserActuallyUsed(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("", "wrong") // a plain-password secret: the DSN's user logs in
+	c, err := NewConnector("host=h user=dsn_user", src, WithNewConnector(db.connector), WithRotationWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.Connect(context.Background())
+	var authErr *AuthError
+	if !errors.As(err, &authErr) || authErr.Username != "dsn_user" {
+		t.Fatalf("AuthError = %v, want it to name dsn_user", err)
+	}
+}

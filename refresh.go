@@ -64,6 +64,9 @@ func (c *Connector) refreshInBackground() {
 		case <-due:
 		}
 		if _, err := c.refresh(c.ctx, refreshAlways); err != nil {
+			if c.ctx.Err() != nil {
+				return // closed
+			}
 			c.log.Warn("rotating: background refresh failed; keeping the cached credential", slog.Any("error", err))
 			// The next attempt is paced by the backoff.
 			c.mu.Lock()
