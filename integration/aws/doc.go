@@ -1,0 +1,20 @@
+// Package awsintegration holds the end-to-end tests of the rotating
+// Connector over AWS Secrets Manager: a real PostgreSQL server (see
+// internal/pgserver/pgtest), the real aws-sdk-go-v2 client talking to the
+// local Secrets Manager endpoint of secrets/awssm/awssmtest, the awssm source,
+// and AWS's four-step rotation played by secrets/awssm/rotation, while many
+// goroutines keep inserting rows, each statement on a new login:
+//
+//   - a single-user rotation whose setSecret to finishSecret window is held
+//     open (AWSCURRENT is dead, AWSPENDING is live);
+//   - an alternating-users rotation (the username flips on every rotation);
+//   - throttling, 5xx answers and a hanging endpoint during background
+//     refreshes;
+//   - a secret deleted or made malformed while the application runs, and
+//     then the cached password changed in the database.
+//
+// Every test checks that no statement failed, that every acknowledged row is
+// in the table, how many GetSecretValue calls each rotation cost, and that
+// no password appears in an error or a log line. The package has no
+// non-test code.
+package awsintegration

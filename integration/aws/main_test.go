@@ -1,0 +1,548 @@
+package awsintegration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/lib/pq"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets/awssm"
+	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
+	"github.com/pgrotate/rotating/secrets/awssm/rotation"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// env is one test's world: the shared PostgreSQL server, a Secrets Manager
+// endpoint of its own, and three SDK clients for it.
+type env struct {
+	pg *pgserver.Server
+	sm *awssmtest.Server
+
+	// client is the application's client: the SDK's defaults, retryer
+	// included, as awssm.New would get it in production.
+	client *secretsmanager.Client
+	// rot is the rotation function's client. It does not retry, so that
+	// each of its GetSecretValue calls is exactly one request, which the
+	// tests subtract from the server's counts to get the application's.
+	rot *countingAPI
+	// admin is the test's own client. It reads versions by VersionId only,
+	// which the server counts under no stage.
+	admin *secretsmanager.Client
+
+	// logs receives the connector's and the awssm source's log lines,
+	// rotLogs the rotation function's, all at Debug level, as JSON.
+	logs, rotLogs *logBuffer
+	logger        *slog.Logger
+	rotLogger     *slog.Logger
+
+	mu        sync.Mutex
+	passwords []string // every password the test knows of, for the secrecy checks
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{pg: pgtest.Shared(t), sm: awssmtest.NewServer().Start()}
+	t.Cleanup(e.sm.Close)
+	ctx := context.Background()
+	e.client = e.sm.Client(ctx)
+	e.rot = &countingAPI{Client: e.sm.Client(ctx, func(o *secretsmanager.Options) { o.Retryer = aws.NopRetryer{} })}
+	e.admin = e.sm.Client(ctx)
+	e.logger, e.logs = newLogger()
+	e.rotLogger, e.rotLogs = newLogger()
+	return e
+}
+
+// logOnFailure logs the application's log lines at Info level and above if
+// t failed, with every password of the secret's versions removed (the
+// tests fail if the logs hold one, but the log must not spread it).
+func (e *env) logOnFailure(t *testing.T, secretID string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.rememberAllVersions(ctx, t, secretID)
+		var lines []string
+		for line := range strings.Lines(e.logs.String()) {
+			if !strings.Contains(line, `"level":"DEBUG"`) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) > 60 {
+			lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
+		}
+		text := strings.Join(lines, "")
+		for _, pw := range e.knownPasswords() {
+			if pw != "" {
+				text = strings.ReplaceAll(text, pw, "[PASSWORD REMOVED BY THE TEST]")
+			}
+		}
+		t.Logf("the application's log (Info and above):\n%s", text)
+	})
+}
+
+// remember records a password for assertNoPassword.
+func (e *env) remember(pw ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.passwords = append(e.passwords, pw...)
+}
+
+func (e *env) knownPasswords() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.passwords...)
+}
+
+// assertNoPassword fails t if text holds any password the test knows of.
+func (e *env) assertNoPassword(t *testing.T, what, text string) {
+	t.Helper()
+	for _, pw := range e.knownPasswords() {
+		if pw != "" && strings.Contains(text, pw) {
+			t.Errorf("%s contains a password (%d bytes of text)", what, len(text))
+			return
+		}
+	}
+}
+
+// rememberAllVersions reads every version of the secret that has a value
+// (by VersionId, so that no stage count moves) and remembers its password,
+// so that the rotation's generated passwords are covered by the secrecy
+// checks too.
+func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID string) {
+	t.Helper()
+	for id := range e.sm.Versions(secretID) {
+		if l, err := e.version(ctx, secretID, id); err == nil {
+			e.remember(l.Password)
+		}
+	}
+}
+
+// newRole creates a login role with a random password, dropped (with
+// anything it owns, and with the _clone role an alternating rotation may
+// have made for it) when the test ends. Call it before opening pools, so
+// that the role is dropped after they are closed.
+func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
+	t.Helper()
+	role, password = pgtest.UniqueName(t, prefix), randomPassword(t)
+	e.remember(password)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.pg.CreateRole(ctx, role, password); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{role + "_clone", role} {
+			e.dropRole(t, r)
+		}
+	})
+	return role, password
+}
+
+// newMaster creates a role that can create and alter roles, as RDS's master
+// user can (it is not a superuser).
+func (e *env) newMaster(t *testing.T) (role, password string) {
+	t.Helper()
+	role, password = pgtest.UniqueName(t, "master"), randomPassword(t)
+	e.remember(password)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.pg.Exec(ctx, "CREATE ROLE "+pq.QuoteIdentifier(role)+" LOGIN CREATEROLE PASSWORD "+pq.QuoteLiteral(password)); err != nil {
+		t.Fatalf("create master role: %v", err)
+	}
+	t.Cleanup(func() { e.dropRole(t, role) })
+	return role, password
+}
+
+func (e *env) dropRole(t *testing.T, role string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var exists bool
+	if err := e.pg.Admin().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		t.Errorf("look up role %s: %v", role, err)
+		return
+	}
+	if exists {
+		if err := e.pg.DropRole(ctx, role); err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+		}
+	}
+}
+
+// secretJSON is an RDS-format secret for the shared server, with extra
+// fields added.
+func (e *env) secretJSON(t *testing.T, user, password string, extra map[string]any) string {
+	t.Helper()
+	m := map[string]any{"engine": "postgres", "host": e.pg.Host, "port": e.pg.Port,
+		"username": user, "password": password, "dbname": "postgres"}
+	for k, v := range extra {
+		m[k] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// appDSN is the application's DSN: the endpoint only, no user, no password.
+func (e *env) appDSN() string {
+	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", e.pg.Host, e.pg.Port)
+}
+
+// newApp is the application: a rotating Connector over the awssm source
+// with the application's (unwrapped) SDK client, and sql.OpenDB on it. Both
+// are closed when the test ends.
+func (e *env) newApp(t *testing.T, secretID string, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
+	t.Helper()
+	src, err := awssm.New(e.client, secretID, awssm.WithLogger(e.logger))
+	if err != nil {
+		t.Fatalf("awssm.New: %v", err)
+	}
+	c, err := rotating.NewConnector(e.appDSN(), src, append([]rotating.Option{rotating.WithLogger(e.logger)}, opts...)...)
+	if err != nil {
+		t.Fatalf("NewConnector: %v", err)
+	}
+	db := sql.OpenDB(c)
+	t.Cleanup(func() { _ = db.Close() }) // closes c too
+	return c, db
+}
+
+// rotator returns AWS's rotation function for the local server, over the
+// counting client, without TLS, with hook called after each step.
+func (e *env) rotator(strategy rotation.Strategy, hook rotation.Hook) *rotation.Rotator {
+	return rotation.New(e.rot, rotation.Options{
+		Strategy: strategy,
+		Hook:     hook,
+		SSLMode:  pq.SSLModeDisable,
+		Logger:   e.rotLogger,
+	})
+}
+
+// holdAfter returns a rotation hook that sleeps for d after step (or until
+// ctx ends), holding the window that follows it open.
+func holdAfter(step rotation.Step, d time.Duration) rotation.Hook {
+	return func(ctx context.Context, s rotation.Step, _, _ string) error {
+		if s == step {
+			sleepCtx(ctx, d)
+		}
+		return ctx.Err()
+	}
+}
+
+// login is one version of the secret as the test reads it.
+type login struct {
+	Version  string `json:"-"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// version reads one version of the secret by its id, with the test's own
+// client; the server counts such a read under no stage.
+func (e *env) version(ctx context.Context, secretID, versionID string) (login, error) {
+	out, err := e.admin.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+		SecretId: aws.String(secretID), VersionId: aws.String(versionID),
+	})
+	if err != nil {
+		return login{}, err
+	}
+	var l login
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &l); err != nil {
+		return login{}, fmt.Errorf("version %s is not JSON", versionID)
+	}
+	l.Version = versionID
+	return l, nil
+}
+
+// countingAPI is an SDK client that counts its GetSecretValue calls by
+// stage, the way awssmtest's CallsByStage does.
+type countingAPI struct {
+	*secretsmanager.Client
+
+	mu    sync.Mutex
+	calls map[string]int64
+}
+
+var _ rotation.API = (*countingAPI)(nil)
+
+func (c *countingAPI) GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	stage := aws.ToString(in.VersionStage)
+	if stage == "" && aws.ToString(in.VersionId) == "" {
+		stage = awssmtest.StageCurrent
+	}
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = make(map[string]int64)
+	}
+	c.calls[stage]++
+	c.mu.Unlock()
+	return c.Client.GetSecretValue(ctx, in, optFns...)
+}
+
+func (c *countingAPI) byStage(stage string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[stage]
+}
+
+func (c *countingAPI) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.calls)
+}
+
+// resetCalls zeroes the server's and the rotation function's counters.
+func (e *env) resetCalls() {
+	e.sm.ResetCalls()
+	e.rot.reset()
+}
+
+// appCalls returns the application's GetSecretValue calls (requests, SDK
+// retries included) for stage since resetCalls: the server's count minus
+// the rotation function's.
+func (e *env) appCalls(stage string) int64 {
+	return e.sm.CallsByStage(stage) - e.rot.byStage(stage)
+}
+
+// randomPassword returns a fresh, distinctive password, so that finding it
+// in an error or a log line cannot be a coincidence.
+func randomPassword(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "pw-" + hex.EncodeToString(b)
+}
+
+// logBuffer collects a JSON slog handler's output; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// count returns how many log lines contain any of subs.
+func (l *logBuffer) count(subs ...string) int {
+	n := 0
+	for line := range strings.Lines(l.String()) {
+		for _, s := range subs {
+			if strings.Contains(line, s) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// newLogger returns a logger that records everything, Debug included, as
+// JSON lines in the returned buffer.
+func newLogger() (*slog.Logger, *logBuffer) {
+	buf := new(logBuffer)
+	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
+
+// waitFor polls cond until it holds, failing t after timeout.
+func waitFor(ctx context.Context, t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for !cond() {
+		if ctx.Err() != nil {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		sleepCtx(ctx, 5*time.Millisecond)
+	}
+}
+
+// createTable creates a table through db, so that it is owned by the
+// application's role and dropped with it.
+func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
+	t.Helper()
+	table := pgtest.UniqueName(t, "t")
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)"); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	return table
+}
+
+// load is a set of workers that insert rows through the application's pool
+// and remember every id the database acknowledged.
+type load struct {
+	db    *sql.DB
+	table string
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	ok, failed atomic.Int64
+	slowest    atomic.Int64 // nanoseconds, the slowest statement since takeSlowest
+
+	mu   sync.Mutex // guards ids and errs
+	ids  map[int64]struct{}
+	errs []error // the first few failures
+}
+
+// startLoad starts workers that insert until stop, until ctx ends, or until
+// each has made maxPerWorker attempts, pausing for pause between two
+// statements. Each statement has 30 s.
+func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int, pause time.Duration) *load {
+	l := &load{db: db, table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
+	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
+	for w := range workers {
+		l.wg.Go(func() {
+			for seq := range maxPerWorker {
+				select {
+				case <-l.stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				var id int64
+				begin := time.Now()
+				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
+				took := int64(time.Since(begin))
+				cancel()
+				for {
+					if old := l.slowest.Load(); took <= old || l.slowest.CompareAndSwap(old, took) {
+						break
+					}
+				}
+				l.mu.Lock()
+				if err != nil {
+					l.failed.Add(1)
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err)
+					}
+				} else {
+					l.ok.Add(1)
+					l.ids[id] = struct{}{}
+				}
+				l.mu.Unlock()
+				if pause > 0 {
+					sleepCtx(ctx, pause)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// waitAcks waits until n more inserts than now have been acknowledged.
+func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
+	t.Helper()
+	target := l.ok.Load() + n
+	waitFor(ctx, t, 30*time.Second, what, func() bool { return l.ok.Load() >= target })
+}
+
+// takeSlowest returns the longest a statement took since the last call, and
+// starts over. It is reported, never asserted on.
+func (l *load) takeSlowest() time.Duration { return time.Duration(l.slowest.Swap(0)) }
+
+// finish stops the workers and waits for them.
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// result is what a load did, compared with the table.
+type result struct {
+	failures, acknowledged, found, lost, extra int64
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("failures=%d acknowledged=%d found=%d lost=%d", r.failures, r.acknowledged, r.found, r.lost)
+}
+
+// check compares the acknowledged ids with the table's rows, read as the
+// superuser (independently of the connector under test), and fails t for
+// a failed statement, a lost row or a row nobody acknowledged. Call it
+// after finish.
+func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) result {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := result{failures: l.failed.Load(), acknowledged: int64(len(l.ids))}
+	rows, err := pg.Admin().QueryContext(ctx, "SELECT id FROM "+l.table)
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	defer rows.Close()
+	stored := make(map[int64]struct{}, len(l.ids))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatalf("read back: %v", err)
+		}
+		stored[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	r.found = int64(len(stored))
+	for id := range l.ids {
+		if _, ok := stored[id]; !ok {
+			r.lost++
+		}
+	}
+	for id := range stored {
+		if _, ok := l.ids[id]; !ok {
+			r.extra++
+		}
+	}
+	if r.failures != 0 {
+		t.Errorf("%d of %d statements failed; first errors: %v", r.failures, r.failures+l.ok.Load(), l.errs)
+	}
+	if r.acknowledged == 0 {
+		t.Error("no insert was acknowledged")
+	}
+	if r.lost != 0 {
+		t.Errorf("%d acknowledged rows are missing from the table", r.lost)
+	}
+	if r.extra != 0 {
+		t.Errorf("the table holds %d rows that no insert acknowledged", r.extra)
+	}
+	return r
+}
