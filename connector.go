@@ -112,6 +112,11 @@ type entry struct {
 	// it: a store that is ahead of the database, or that now holds a broken
 	// value, never takes down logins that were working.
 	replaced atomic.Pointer[entry]
+	// checked is when the store last returned this credential, and expires
+	// its latest expiry (both Unix nanoseconds; expires 0 if none). A refresh
+	// that finds the same credential updates them in place.
+	checked atomic.Int64
+	expires atomic.Int64
 	// returnOf is the entry a return-to-previous candidate stands for; a
 	// rejection of the candidate marks that entry rejected too.
 	returnOf *entry
@@ -368,6 +373,11 @@ func (c *Connector) sharedRefresh(upTo uint64) (any, error) {
 		c.paceAfter(err == nil)
 		return nil, err
 	}
+	// No change: a check all the same, for the background refresh's timing.
+	cur.checked.Store(time.Now().UnixNano())
+	if cred.SameLogin(cur.cred) {
+		cur.expires.Store(unixNano(cred.Expires))
+	}
 	if !cur.rejected.Load() {
 		c.paceAfter(true)
 		return nil, nil
@@ -461,7 +471,7 @@ func (c *Connector) newEntry(cred secrets.Credential, pending bool) (*entry, err
 	if err != nil {
 		return nil, &FetchError{Source: c.srcName, Pending: pending, Err: err}
 	}
-	return &entry{
+	e := &entry{
 		cred:      cred,
 		user:      user,
 		gen:       c.lastGen.Add(1),
@@ -469,7 +479,17 @@ func (c *Connector) newEntry(cred secrets.Credential, pending bool) (*entry, err
 		pending:   pending,
 		candidate: pending,
 		conn:      conn,
-	}, nil
+	}
+	e.checked.Store(e.fetchedAt.UnixNano())
+	e.expires.Store(unixNano(cred.Expires))
+	return e, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // returnTo returns a candidate entry for going back to old, the credential
@@ -485,6 +505,8 @@ func (c *Connector) returnTo(old *entry) *entry {
 		conn:      old.conn,
 		returnOf:  old,
 	}
+	e.checked.Store(old.checked.Load())
+	e.expires.Store(old.expires.Load())
 	return e
 }
 

@@ -518,6 +518,7 @@ func TestNextRefreshIsJittered(t *testing.T) {
 	c, _ := newTestConnector(t, newFakeDB("app", "p1"), newFakeSource("app", "p1"), WithRefreshInterval(time.Minute))
 	now := time.Now()
 	e := &entry{fetchedAt: now, cred: secrets.Credential{Password: "x"}}
+	e.checked.Store(now.UnixNano())
 	c.cur.Store(e)
 	seen := map[time.Duration]bool{}
 	for range 50 {
@@ -533,7 +534,7 @@ func TestNextRefreshIsJittered(t *testing.T) {
 	// An expiry in 10 minutes with a 1-minute lead: refresh 9 to 8.5 minutes
 	// from now, before the periodic one if that is later.
 	c.cfg.refreshInterval = 0
-	e.cred.Expires = now.Add(10 * time.Minute)
+	e.expires.Store(now.Add(10 * time.Minute).UnixNano())
 	for range 50 {
 		d, _ := c.nextRefreshIn(now)
 		if d < 8*time.Minute+30*time.Second || d > 9*time.Minute {
@@ -796,5 +797,31 @@ func TestAuthErrorNamesTheUserActuallyUsed(t *testing.T) {
 	var authErr *AuthError
 	if !errors.As(err, &authErr) || authErr.Username != "dsn_user" {
 		t.Fatalf("AuthError = %v, want it to name dsn_user", err)
+	}
+}
+
+func TestUnchangedStoreIsAskedOncePerRefreshInterval(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src,
+		WithRefreshInterval(100*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond))
+	mustConnect(t, c)
+	time.Sleep(time.Second)
+	// About 10 intervals of 100 ms (±10%): a refresh that finds the same
+	// credential must count as a check, or the store would be asked every
+	// backoff step (1 ms here, hundreds of calls).
+	if got := src.fetches.Load(); got > 15 {
+		t.Fatalf("an unchanged store was asked %d times in 1 s with a 100 ms refresh interval, want about 10", got)
+	}
+}
+
+func TestExpiredCredentialIsNotPolledInATightLoop(t *testing.T) {
+	src := newFakeSource("app", "p1")
+	// The store keeps returning a credential whose expiry has passed.
+	src.set(secrets.Credential{Username: "app", Password: "p1", Expires: time.Now().Add(-time.Minute)})
+	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src, WithBackoff(time.Millisecond, 200*time.Millisecond))
+	mustConnect(t, c)
+	time.Sleep(time.Second)
+	if got := src.fetches.Load(); got > 10 {
+		t.Fatalf("a store returning an expired credential was asked %d times in 1 s, want at most one per longest backoff (200 ms)", got)
 	}
 }

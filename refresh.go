@@ -81,24 +81,35 @@ func (c *Connector) refreshInBackground() {
 
 // nextRefreshIn returns how long until the next background refresh is due,
 // or false if none is: the earlier of the jittered refresh interval after
-// the credential was fetched and the jittered lead before its expiry.
+// the credential was last checked with the store and the jittered lead
+// before its expiry. A refresh that finds the same credential counts as a
+// check (and may bring a later expiry), so an unchanged store is asked once
+// per interval, not once per backoff step.
 func (c *Connector) nextRefreshIn(now time.Time) (time.Duration, bool) {
 	e := c.cur.Load()
 	if e == nil {
 		return 0, false
 	}
+	checked := time.Unix(0, e.checked.Load())
 	var at time.Time
 	if c.cfg.refreshInterval > 0 {
-		at = e.fetchedAt.Add(jitter(c.cfg.refreshInterval, 0.1))
+		at = checked.Add(jitter(c.cfg.refreshInterval, 0.1))
 	}
-	if exp := e.cred.Expires; !exp.IsZero() {
-		life := exp.Sub(e.fetchedAt)
+	if exp := e.expires.Load(); exp != 0 {
+		expires := time.Unix(0, exp)
+		life := expires.Sub(e.fetchedAt)
 		lead := c.cfg.refreshBeforeExpiry
 		lead += time.Duration(float64(lead) * 0.5 * rand.Float64())
 		// Never refresh earlier than half-way through the lifetime: a short
 		// lived credential would otherwise be refreshed at once.
 		lead = min(lead, life/2)
-		if t := exp.Add(-lead); at.IsZero() || t.Before(at) {
+		t := expires.Add(-lead)
+		// A store that keeps returning the same expiring credential is
+		// asked again after the longest backoff, not in a tight loop.
+		if floor := checked.Add(c.cfg.maxBackoff); !t.After(checked) && t.Before(floor) {
+			t = floor
+		}
+		if at.IsZero() || t.Before(at) {
 			at = t
 		}
 	}
