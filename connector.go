@@ -289,11 +289,13 @@ func (c *Connector) giveUp(ctx context.Context, failed *entry, dialErr, fetchErr
 }
 
 // credentialAfter returns a credential to try after failed was rejected:
-// the cached one if it is newer than failed; otherwise, after one shared
-// refresh, the newly cached one or a pending one; otherwise the cached one
-// again (the refresh found nothing new, and the next refresh will wait for
-// the backoff, so trying the cached one again costs one login per backoff
-// step and recovers when the database, not the store, was behind).
+// the cached one if it is newer than failed; a pending one an earlier
+// refresh offered and nobody has seen rejected; otherwise, after one shared
+// refresh, the newly cached one or a pending one; otherwise the credential
+// the rejected one replaced while that still worked; otherwise the cached
+// one again (the refresh found nothing new, and the next refresh will wait
+// for the backoff, so trying the cached one again costs one login per
+// backoff step and recovers when the database, not the store, was behind).
 func (c *Connector) credentialAfter(ctx context.Context, failed *entry) (*entry, error) {
 	if cur := c.cur.Load(); cur.gen > failed.gen {
 		return cur, nil
