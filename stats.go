@@ -30,8 +30,8 @@ type Stats struct {
 	Recoveries       uint64
 	RecoveryFailures uint64
 
-	// The cached credential: its generation (1 for the first, growing with
-	// each change; 0 before the first fetch), its store version (if the
+	// The cached credential: its generation (1 for the first, higher after
+	// each change, not necessarily by one; 0 before the first fetch), its store version (if the
 	// source gives one), when it was fetched and how long ago, and whether
 	// it came from the source's pending credential.
 	CredentialGeneration  uint64
