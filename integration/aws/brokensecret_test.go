@@ -111,7 +111,6 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 			before.CredentialVersion, during.CredentialVersion)
 	}
 
-
 	// The cached password dies as well.
 	newPW := randomPassword(t)
 	e.remember(newPW)
