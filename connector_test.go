@@ -1,7 +1,6 @@
 package rotating
 
 import (
-	"bytes"
 	"context"
 	"database/sql/driver"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/lib/pq/pqerror"
 	"go.uber.org/goleak"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -41,22 +41,7 @@ func newTestConnector(t *testing.T, db *fakeDB, src secrets.Source, opts ...Opti
 	return c, logs
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testkit.LogBuffer
 
 func mustConnect(t *testing.T, c *Connector) driver.Conn {
 	t.Helper()

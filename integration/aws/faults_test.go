@@ -58,7 +58,7 @@ func TestEndpointFaults(t *testing.T) {
 	var summary []string
 	for _, f := range faults {
 		before, failedBefore, okBefore := c.Stats(), load.failed.Load(), load.ok.Load()
-		warnsBefore := e.logs.count(f.inLog...)
+		warnsBefore := countAny(e.logs, f.inLog...)
 		load.takeSlowest()
 		e.sm.ResetCalls()
 		e.sm.InjectFault(awssmtest.OpGetSecretValue, f.fault)
@@ -78,7 +78,7 @@ func TestEndpointFaults(t *testing.T) {
 		line := fmt.Sprintf("%s: %d fetches, %d fetch errors, %d GetSecretValue requests (SDK retries included), %d log lines saying one of %q; "+
 			"%d statements acknowledged, %d failed, slowest statement %v",
 			f.name, during.Fetches-before.Fetches, during.FetchErrors-before.FetchErrors, requests,
-			e.logs.count(f.inLog...)-warnsBefore, f.inLog, load.ok.Load()-okBefore, load.failed.Load()-failedBefore,
+			countAny(e.logs, f.inLog...)-warnsBefore, f.inLog, load.ok.Load()-okBefore, load.failed.Load()-failedBefore,
 			load.takeSlowest().Round(time.Millisecond))
 		summary = append(summary, line)
 		t.Log(line)
@@ -86,7 +86,7 @@ func TestEndpointFaults(t *testing.T) {
 			t.Errorf("%s: Stats().FetchErrors grew by %d with %d requests: the fault was never met",
 				f.name, during.FetchErrors-before.FetchErrors, requests)
 		}
-		if e.logs.count(f.inLog...) == warnsBefore {
+		if countAny(e.logs, f.inLog...) == warnsBefore {
 			t.Errorf("%s: no log line names the failure (%q)", f.name, f.inLog)
 		}
 		if after.CredentialChanges != start.CredentialChanges || after.CredentialGeneration != start.CredentialGeneration {

@@ -1,7 +1,6 @@
 package awsintegration
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -23,6 +22,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
@@ -334,36 +334,19 @@ func randomPassword(t testing.TB) string {
 	return "pw-" + hex.EncodeToString(b)
 }
 
-// logBuffer collects a JSON slog handler's output; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// logBuffer collects the application's logs.
+type logBuffer = testkit.LogBuffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count returns how many log lines contain any of subs.
-func (l *logBuffer) count(subs ...string) int {
-	n := 0
-	for line := range strings.Lines(l.String()) {
+// countAny returns how many log lines contain any of subs.
+func countAny(l *logBuffer, subs ...string) int {
+	return l.CountLines(func(line string) bool {
 		for _, s := range subs {
 			if strings.Contains(line, s) {
-				n++
-				break
+				return true
 			}
 		}
-	}
-	return n
+		return false
+	})
 }
 
 // newLogger returns a logger that records everything, Debug included, as

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -27,6 +26,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
@@ -171,37 +171,19 @@ func (w *watch) checkText(what, text string) {
 	}
 }
 
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// logBuffer collects log output.
+type logBuffer = testkit.LogBuffer
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count returns how many log lines contain every one of parts.
-func (l *logBuffer) count(parts ...string) int {
-	n := 0
-	for line := range strings.Lines(l.String()) {
-		ok := true
+// countAll returns how many log lines contain every one of parts.
+func countAll(l *logBuffer, parts ...string) int {
+	return l.CountLines(func(line string) bool {
 		for _, p := range parts {
-			ok = ok && strings.Contains(line, p)
+			if !strings.Contains(line, p) {
+				return false
+			}
 		}
-		if ok {
-			n++
-		}
-	}
-	return n
+		return true
+	})
 }
 
 func randomHex(n int) string {

@@ -316,7 +316,7 @@ func TestRotationWhileStoreDown(t *testing.T) {
 			t.Errorf("caller %d: returned after %v, want within the rotation wait %v", i, r.took, rotationWait)
 		}
 	}
-	if n := w.logs.count(`"level":"ERROR"`, "no working credential"); n != 8 {
+	if n := countAll(w.logs, `"level":"ERROR"`, "no working credential"); n != 8 {
 		t.Errorf("%d give-up log lines, want 8", n)
 	}
 
