@@ -7,6 +7,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -15,7 +16,7 @@ import (
 // connection, so what remains is the connector. "direct" calls the same
 // no-op dial without the connector, for the side-by-side figure.
 func BenchmarkConnectCached(b *testing.B) {
-	conn := &fakeConn{}
+	conn := &testkit.FakeConn{}
 	noop := ConnectorFunc(func(context.Context) (driver.Conn, error) { return conn, nil })
 	ctx := context.Background()
 

@@ -28,7 +28,7 @@ func newTestConnector(t *testing.T, db *fakeDB, src secrets.Source, opts ...Opti
 	t.Helper()
 	logs := new(syncBuffer)
 	base := []Option{
-		WithNewConnector(db.connector),
+		WithNewConnector(db.Connector),
 		WithBackoff(10*time.Millisecond, 80*time.Millisecond),
 		WithRotationWait(2 * time.Second),
 		WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
@@ -79,7 +79,7 @@ func TestConnectReturnsDriverConnUnwrapped(t *testing.T) {
 	db := newFakeDB("app", "p1")
 	var returned driver.Conn
 	c, _ := newTestConnector(t, db, newFakeSource("app", "p1"), WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
-		inner, _ := db.connector(cfg)
+		inner, _ := db.Connector(cfg)
 		return ConnectorFunc(func(ctx context.Context) (driver.Conn, error) {
 			conn, err := inner.Connect(ctx)
 			returned = conn
@@ -141,7 +141,7 @@ func TestRotationCostsOneFetchWhateverTheConcurrency(t *testing.T) {
 				// The store has the new value before the database changes,
 				// as in AWS's alternating-users rotation.
 				src.set(secrets.Credential{Username: "app", Password: pw, Version: fmt.Sprintf("v%d", i)})
-				db.setPassword("app", pw)
+				db.SetPassword("app", pw)
 				if failed, err := connectAll(c, workers); failed != 0 {
 					t.Fatalf("rotation %d: %d of %d Connects failed: %v", i, failed, workers, err)
 				}
@@ -169,7 +169,7 @@ func TestRejectedDialUsesNewerCachedCredentialWithoutFetching(t *testing.T) {
 	holding := make(chan struct{})
 	release := make(chan struct{})
 	var held atomic.Bool
-	db.gate = func(cfg pq.Config) {
+	db.Gate = func(cfg pq.Config) {
 		if cfg.Password == "p1" && held.CompareAndSwap(false, true) {
 			close(holding)
 			<-release
@@ -185,7 +185,7 @@ func TestRejectedDialUsesNewerCachedCredentialWithoutFetching(t *testing.T) {
 	}()
 	<-holding
 	src.set(secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	mustConnect(t, c) // fails with p1, fetches p2 once
 	before := src.fetches.Load()
 	close(release)
@@ -204,7 +204,7 @@ func TestStoreBehindDatabaseIsPolledWithBackoff(t *testing.T) {
 	mustConnect(t, c)
 
 	// The runbook: ALTER ROLE first, the vault updated a moment later.
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	lag := 400 * time.Millisecond
 	timer := time.AfterFunc(lag, func() { src.set(secrets.Credential{Username: "app", Password: "p2"}) })
 	defer timer.Stop()
@@ -234,7 +234,7 @@ func TestPendingCredentialBridgesTheRotationWindow(t *testing.T) {
 	// is stale, AWSPENDING is live.
 	pending := secrets.Credential{Username: "app", Password: "p2", Version: "v2"}
 	src.setPending(&pending)
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	if failed, err := connectAll(c, 64); failed != 0 {
 		t.Fatalf("%d of 64 Connects failed in the rotation window: %v", failed, err)
 	}
@@ -265,7 +265,7 @@ func TestStaleCurrentDuringWindowIsNotAChange(t *testing.T) {
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
 	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	mustConnect(t, c)
 	// A background refresh during the window reads the stale AWSCURRENT: it
 	// must not replace the working pending credential with the dead one.
@@ -283,7 +283,7 @@ func TestPendingCredentialThatFailsIsNeverCached(t *testing.T) {
 	c, _ := newTestConnector(t, db, src, WithRotationWait(300*time.Millisecond))
 	mustConnect(t, c)
 	src.setPending(&secrets.Credential{Username: "app", Password: "wrong"})
-	db.setPassword("app", "p3")
+	db.SetPassword("app", "p3")
 	_, err := c.Connect(context.Background())
 	if !errors.Is(err, ErrCredentialRejected) {
 		t.Fatalf("Connect = %v, want ErrCredentialRejected", err)
@@ -372,7 +372,7 @@ func TestStoreDownKeepsUsingCachedCredential(t *testing.T) {
 
 	// Now the database rotates while the store is still down: both causes
 	// are reported.
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := c.Connect(ctx)
@@ -427,7 +427,7 @@ func TestEmptyPasswordIsAnErrorNotAPgpassFallback(t *testing.T) {
 	if !errors.Is(err, secrets.ErrEmptyPassword) || !errors.Is(err, ErrFetchFailed) {
 		t.Fatalf("Connect = %v, want ErrEmptyPassword", err)
 	}
-	if db.dials.Load() != 0 {
+	if db.Dials() != 0 {
 		t.Fatal("a login was attempted with an empty password")
 	}
 }
@@ -435,7 +435,7 @@ func TestEmptyPasswordIsAnErrorNotAPgpassFallback(t *testing.T) {
 func TestNonAuthErrorsAreReturnedAsIs(t *testing.T) {
 	db := newFakeDB("app", "p1")
 	tooMany := &pq.Error{Code: pqerror.TooManyConnections, Message: "sorry, too many clients already"}
-	db.failWith = tooMany
+	db.FailWith = tooMany
 	src := newFakeSource("app", "p1")
 	c, _ := newTestConnector(t, db, src)
 	_, err := c.Connect(context.Background())
@@ -489,7 +489,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	c, _ := newTestConnector(t, db, src, WithRefreshBeforeExpiry(100*time.Millisecond))
 	mustConnect(t, c)
 	src.set(secrets.Credential{Username: "app", Password: "p2", Version: "v2"})
-	db.setPassword("app", "p2") // old sessions stay; new logins need p2
+	db.SetPassword("app", "p2") // old sessions stay; new logins need p2
 	if !waitFor(func() bool { return c.Stats().CredentialVersion == "v2" }) {
 		t.Fatal("the credential was not refreshed ahead of its expiry")
 	}
@@ -532,7 +532,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	db := newFakeDB("app", "p1")
 	src := newFakeSource("app", "p1")
-	c, err := NewConnector(testDSN, src, WithNewConnector(db.connector), WithRefreshInterval(10*time.Millisecond))
+	c, err := NewConnector(testDSN, src, WithNewConnector(db.Connector), WithRefreshInterval(10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +542,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	// A fetch in flight when Close is called: the store hangs.
 	src.setBlock(make(chan struct{}))
 	waitFor(func() bool { return src.fetches.Load() >= 2 })
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	inFlight := make(chan error, 1)
 	go func() { _, err := c.Connect(context.Background()); inFlight <- err }()
 
@@ -582,10 +582,10 @@ func TestNoSecretInLogsThroughARotation(t *testing.T) {
 	c, logs := newTestConnector(t, db, src)
 	mustConnect(t, c)
 	src.setPending(&secrets.Credential{Username: "app", Password: "second-S3CRET"})
-	db.setPassword("app", "second-S3CRET")
+	db.SetPassword("app", "second-S3CRET")
 	mustConnect(t, c)
 	src.set(secrets.Credential{Username: "app", Password: "third-S3CRET"})
-	db.setPassword("app", "third-S3CRET")
+	db.SetPassword("app", "third-S3CRET")
 	mustConnect(t, c)
 	out := logs.String()
 	if strings.Contains(out, "S3CRET") {
@@ -607,12 +607,12 @@ func TestRolledBackRotationIsFollowed(t *testing.T) {
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
 	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	mustConnect(t, c) // the pending p2 is promoted while the store's current is the stale p1
 	// The rotation is rolled back: the database accepts p1 again, and the
 	// store's current credential is still p1.
 	src.setPending(nil)
-	db.setPassword("app", "p1")
+	db.SetPassword("app", "p1")
 	mustConnect(t, c)
 	if got := c.cur.Load().cred.Password; got != "p1" {
 		t.Fatal("after a rollback the connector did not return to the store's current credential")
@@ -625,7 +625,7 @@ func TestRefreshAfterANewerCredentialArrivedMakesNoFetch(t *testing.T) {
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
 	src.set(secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	mustConnect(t, c) // generation 2 cached
 	before := src.fetches.Load()
 	// A caller whose login failed with generation 1 and that missed the
@@ -647,7 +647,7 @@ func TestBackoffStartsAfreshAfterEachRecovery(t *testing.T) {
 	for i := 1; i <= 6; i++ {
 		pw := fmt.Sprintf("p%d", i)
 		src.setPending(&secrets.Credential{Username: "app", Password: pw})
-		db.setPassword("app", pw)
+		db.SetPassword("app", pw)
 		mustConnect(t, c) // bridged through the pending credential
 		src.set(secrets.Credential{Username: "app", Password: pw})
 		c.mu.Lock()
@@ -664,7 +664,7 @@ func TestStoreWithoutPendingIsAskedForItOncePerRejection(t *testing.T) {
 	src := pendingSource{newFakeSource("app", "p1")}
 	c, _ := newTestConnector(t, db, src, WithBackoff(10*time.Millisecond, 20*time.Millisecond))
 	mustConnect(t, c)
-	db.setPassword("app", "p2") // runbook: no pending, the store lags
+	db.SetPassword("app", "p2") // runbook: no pending, the store lags
 	timer := time.AfterFunc(200*time.Millisecond, func() { src.set(secrets.Credential{Username: "app", Password: "p2"}) })
 	defer timer.Stop()
 	mustConnect(t, c)
@@ -684,7 +684,8 @@ func TestWaitingRefreshEndsWhenANewerCredentialArrives(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := c.refresh(context.Background(), 1); done <- err }()
 	time.Sleep(20 * time.Millisecond)
-	c.store(&entry{cred: secrets.Credential{Username: "app", Password: "p2"}, gen: c.lastGen.Add(1), conn: fakeConnector{db: db}})
+	conn, _ := db.Connector(pq.Config{User: "app", Password: "p2"})
+	c.store(&entry{cred: secrets.Credential{Username: "app", Password: "p2"}, gen: c.lastGen.Add(1), conn: conn})
 	select {
 	case err := <-done:
 		if err != nil {
@@ -704,14 +705,14 @@ func TestRejectedBeforePendingIsPromotedTriesItWithoutFetching(t *testing.T) {
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
 	src.setPending(&secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 
 	// Hold the first login with the pending credential open, so that it is
 	// not promoted yet when a second caller is rejected.
 	holding := make(chan struct{})
 	release := make(chan struct{})
 	var held atomic.Bool
-	db.gate = func(cfg pq.Config) {
+	db.Gate = func(cfg pq.Config) {
 		if cfg.Password == "p2" && held.CompareAndSwap(false, true) {
 			close(holding)
 			<-release
@@ -763,7 +764,7 @@ func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
 	}
 	// When the store is fixed, the new credential is followed as usual.
 	src.set(secrets.Credential{Username: "app", Password: "p2"})
-	db.setPassword("app", "p2")
+	db.SetPassword("app", "p2")
 	mustConnect(t, c)
 	if got := c.cur.Load().cred.Password; got != "p2" {
 		t.Fatal("after the store was fixed the connector did not follow it")
@@ -773,7 +774,7 @@ func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
 func TestAuthErrorNamesTheUserActuallyUsed(t *testing.T) {
 	db := newFakeDB("app", "p1")
 	src := newFakeSource("", "wrong") // a plain-password secret: the DSN's user logs in
-	c, err := NewConnector("host=h user=dsn_user", src, WithNewConnector(db.connector), WithRotationWait(50*time.Millisecond))
+	c, err := NewConnector("host=h user=dsn_user", src, WithNewConnector(db.Connector), WithRotationWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,81 +2,18 @@ package rotating
 
 import (
 	"context"
-	"database/sql/driver"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/lib/pq"
-	"github.com/lib/pq/pqerror"
-
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
-// fakeDB stands in for PostgreSQL's login check in unit tests: it accepts
-// the logins it holds and answers others with 28P01, as the server does.
-type fakeDB struct {
-	mu       sync.Mutex
-	accepted map[string]string // user -> password
-	dials    atomic.Int64
-	// gate, if set, is called at the start of every dial (for tests that
-	// need to hold a dial open).
-	gate func(cfg pq.Config)
-	// failWith, if set, is returned by every dial instead.
-	failWith error
-}
+// fakeDB stands in for PostgreSQL's login check (see testkit.FakeDB).
+type fakeDB = testkit.FakeDB
 
-func newFakeDB(user, password string) *fakeDB {
-	return &fakeDB{accepted: map[string]string{user: password}}
-}
-
-// setPassword is ALTER ROLE user PASSWORD password.
-func (db *fakeDB) setPassword(user, password string) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.accepted[user] = password
-}
-
-// connector is a NewConnectorFunc whose connections check the login.
-func (db *fakeDB) connector(cfg pq.Config) (driver.Connector, error) {
-	return fakeConnector{db: db, cfg: cfg}, nil
-}
-
-type fakeConnector struct {
-	db  *fakeDB
-	cfg pq.Config
-}
-
-func (f fakeConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	f.db.dials.Add(1)
-	if f.db.gate != nil {
-		f.db.gate(f.cfg)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f.db.mu.Lock()
-	pw, ok := f.db.accepted[f.cfg.User]
-	failWith := f.db.failWith
-	f.db.mu.Unlock()
-	if failWith != nil {
-		return nil, failWith
-	}
-	if !ok || pw != f.cfg.Password {
-		return nil, &pq.Error{Severity: "FATAL", Code: pqerror.InvalidPassword,
-			Message: `password authentication failed for user "` + f.cfg.User + `"`}
-	}
-	return &fakeConn{user: f.cfg.User}, nil
-}
-
-func (f fakeConnector) Driver() driver.Driver { return &pq.Driver{} }
-
-type fakeConn struct{ user string }
-
-func (*fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("not implemented") }
-func (*fakeConn) Close() error                        { return nil }
-func (*fakeConn) Begin() (driver.Tx, error)           { return nil, errors.New("not implemented") }
+var newFakeDB = testkit.NewFakeDB
 
 // fakeSource is a store that counts calls. Its current and pending
 // credentials can be changed, it can fail or block.

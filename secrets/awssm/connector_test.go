@@ -1,8 +1,6 @@
 package awssm_test
 
 import (
-	"context"
-	"database/sql/driver"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -11,10 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/lib/pq"
-	"github.com/lib/pq/pqerror"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
@@ -22,58 +19,10 @@ import (
 // These tests run the rotating connector over the awssm source and the
 // awssmtest server, with a fake database in place of PostgreSQL.
 
-// fakeDB stands in for PostgreSQL's login check: it accepts the logins it
-// holds and answers others with 28P01, as the server does.
-type fakeDB struct {
-	mu       sync.Mutex
-	accepted map[string]string // user -> password
-	dials    atomic.Int64
-}
+// fakeDB stands in for PostgreSQL's login check (see testkit.FakeDB).
+type fakeDB = testkit.FakeDB
 
-func newFakeDB(user, password string) *fakeDB {
-	return &fakeDB{accepted: map[string]string{user: password}}
-}
-
-// setPassword is ALTER ROLE user PASSWORD password (or CREATE ROLE).
-func (db *fakeDB) setPassword(user, password string) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	db.accepted[user] = password
-}
-
-// connector is a rotating.NewConnectorFunc whose connections check the
-// login.
-func (db *fakeDB) connector(cfg pq.Config) (driver.Connector, error) {
-	return fakeConnector{db: db, cfg: cfg}, nil
-}
-
-type fakeConnector struct {
-	db  *fakeDB
-	cfg pq.Config
-}
-
-func (f fakeConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	f.db.dials.Add(1)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f.db.mu.Lock()
-	pw, ok := f.db.accepted[f.cfg.User]
-	f.db.mu.Unlock()
-	if !ok || pw != f.cfg.Password {
-		return nil, &pq.Error{Severity: "FATAL", Code: pqerror.InvalidPassword,
-			Message: `password authentication failed for user "` + f.cfg.User + `"`}
-	}
-	return &fakeConn{user: f.cfg.User}, nil
-}
-
-func (f fakeConnector) Driver() driver.Driver { return &pq.Driver{} }
-
-type fakeConn struct{ user string }
-
-func (*fakeConn) Prepare(string) (driver.Stmt, error) { return nil, errors.New("not implemented") }
-func (*fakeConn) Close() error                        { return nil }
-func (*fakeConn) Begin() (driver.Tx, error)           { return nil, errors.New("not implemented") }
+var newFakeDB = testkit.NewFakeDB
 
 const testDSN = "host=db.example port=5432 dbname=app sslmode=disable"
 
@@ -82,7 +31,7 @@ const testDSN = "host=db.example port=5432 dbname=app sslmode=disable"
 func newConnector(t *testing.T, src *awssm.Source, db *fakeDB, opts ...rotating.Option) *rotating.Connector {
 	t.Helper()
 	base := []rotating.Option{
-		rotating.WithNewConnector(db.connector),
+		rotating.WithNewConnector(db.Connector),
 		rotating.WithBackoff(10*time.Millisecond, 80*time.Millisecond),
 		rotating.WithRotationWait(5 * time.Second),
 	}
@@ -102,7 +51,7 @@ func connectAs(t *testing.T, c *rotating.Connector, user string) {
 		t.Fatalf("Connect: %v", err)
 	}
 	defer conn.Close()
-	if got := conn.(*fakeConn).user; got != user {
+	if got := conn.(*testkit.FakeConn).User; got != user {
 		t.Fatalf("connected as %q, want %q", got, user)
 	}
 }
@@ -149,7 +98,7 @@ func rotateSingleUser(t *testing.T, client *secretsmanager.Client, db *fakeDB, i
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.setPassword(user, password)
+	db.SetPassword(user, password)
 	return aws.ToString(rot.VersionId)
 }
 
@@ -247,7 +196,7 @@ func TestConnectorFollowsRolledBackRotation(t *testing.T) {
 		t.Fatalf("the pending credential was not promoted: %+v", st)
 	}
 
-	db.setPassword("app", "R1")
+	db.SetPassword("app", "R1")
 	srv.ResetCalls()
 	connectAs(t, c, "app")
 	if st := c.Stats(); st.CredentialVersion != v1 || st.CredentialFromPending {
@@ -270,7 +219,7 @@ func TestConnectorFollowsAlternatingUsers(t *testing.T) {
 
 	// Rotation 1: CREATE ROLE app_clone, then finishSecret.
 	v2 := srv.PutValue(id, `{"username":"app_clone","password":"A2"}`, awssm.StagePending)
-	db.setPassword("app_clone", "A2")
+	db.SetPassword("app_clone", "A2")
 	srv.MoveStage(id, awssm.StageCurrent, v2)
 	// The cached app/A1 still works: nothing is fetched.
 	srv.ResetCalls()
@@ -280,7 +229,7 @@ func TestConnectorFollowsAlternatingUsers(t *testing.T) {
 	// Rotation 2, setSecret: ALTER ROLE app with a new password. The cached
 	// app/A1 dies; AWSCURRENT holds app_clone/A2, which works.
 	v3 := srv.PutValue(id, `{"username":"app","password":"A3"}`, awssm.StagePending)
-	db.setPassword("app", "A3")
+	db.SetPassword("app", "A3")
 	connectAs(t, c, "app_clone")
 	wantCalls(t, srv, 1, 0)
 	if st := c.Stats(); st.CredentialVersion != v2 || st.CredentialFromPending {
@@ -291,7 +240,7 @@ func TestConnectorFollowsAlternatingUsers(t *testing.T) {
 	// app_clone/A2: the connector moves to app/A3.
 	srv.MoveStage(id, awssm.StageCurrent, v3)
 	srv.PutValue(id, `{"username":"app_clone","password":"A4"}`, awssm.StagePending)
-	db.setPassword("app_clone", "A4")
+	db.SetPassword("app_clone", "A4")
 	srv.ResetCalls()
 	connectAs(t, c, "app")
 	wantCalls(t, srv, 1, 0)
@@ -309,7 +258,7 @@ func TestConnectorWaitsForManualRotation(t *testing.T) {
 	c := newConnector(t, newSource(t, client, id), db)
 	connectAs(t, c, "app")
 
-	db.setPassword("app", "M2")
+	db.SetPassword("app", "M2")
 	var v2 atomic.Value
 	timer := time.AfterFunc(200*time.Millisecond, func() {
 		v2.Store(srv.PutValue(id, `{"username":"app","password":"M2"}`))
