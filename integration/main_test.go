@@ -182,22 +182,6 @@ func waitFor(ctx context.Context, t testing.TB, timeout time.Duration, what stri
 	}
 }
 
-// insertLoad is a set of workers that insert rows through db, each
-// statement on a new login when the pool keeps no idle connection, and
-// remember every id the database acknowledged.
-type insertLoad struct {
-	db    *sql.DB
-	table string
-	stop  chan struct{}
-	wg    sync.WaitGroup
-
-	ok, failed atomic.Int64
-
-	mu   sync.Mutex // guards ids and errs
-	ids  map[int64]struct{}
-	errs []error // the first few failures
-}
-
 // createLoadTable creates a table of the test's own through db, so that it
 // is owned by the test's role and dropped with it.
 func createLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
@@ -207,82 +191,31 @@ func createLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
 	return table
 }
 
-// startInserts starts workers that insert until stop is called, ctx ends or
-// each has made maxPerWorker attempts.
+// insertLoad inserts rows through the application's pool and remembers
+// every acknowledged id.
+type insertLoad struct {
+	*testkit.InsertLoad
+	db *sql.DB
+}
+
+// startInserts starts workers that insert until finish is called, ctx ends
+// or each has made maxPerWorker attempts.
 func startInserts(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int) *insertLoad {
-	l := &insertLoad{db: db, table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
-	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
-	for w := range workers {
-		l.wg.Go(func() {
-			for seq := range maxPerWorker {
-				select {
-				case <-l.stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				var id int64
-				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
-				cancel()
-				l.mu.Lock()
-				if err != nil {
-					l.failed.Add(1)
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-				} else {
-					l.ok.Add(1)
-					l.ids[id] = struct{}{}
-				}
-				l.mu.Unlock()
-			}
-		})
-	}
-	return l
+	return &insertLoad{testkit.StartInserts(ctx, db, table, workers, maxPerWorker, 0), db}
 }
 
 // finish stops the workers and waits for them.
-func (l *insertLoad) finish() {
-	close(l.stop)
-	l.wg.Wait()
-}
+func (l *insertLoad) finish() { l.Finish() }
 
 // check asserts that no statement failed and that the table holds exactly
 // the acknowledged rows. Call it after finish.
 func (l *insertLoad) check(ctx context.Context, t testing.TB) {
 	t.Helper()
-	if n := l.failed.Load(); n != 0 {
-		t.Errorf("%d of %d statements failed; first errors: %v", n, n+l.ok.Load(), l.errs)
-	}
-	if len(l.ids) == 0 {
-		t.Fatal("no insert was acknowledged")
-	}
-	rows, err := l.db.QueryContext(ctx, "SELECT id FROM "+l.table)
+	r, err := l.Verify(ctx, l.db)
 	if err != nil {
-		t.Fatalf("read back: %v", err)
+		t.Fatal(err)
 	}
-	defer rows.Close()
-	stored := make(map[int64]struct{}, len(l.ids))
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatalf("read back: %v", err)
-		}
-		stored[id] = struct{}{}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("read back: %v", err)
-	}
-	missing := 0
-	for id := range l.ids {
-		if _, ok := stored[id]; !ok {
-			missing++
-		}
-	}
-	if missing != 0 || len(stored) != len(l.ids) {
-		t.Errorf("table holds %d rows, %d inserts were acknowledged, %d acknowledged rows are missing",
-			len(stored), len(l.ids), missing)
+	for _, p := range r.Problems() {
+		t.Error(p)
 	}
 }

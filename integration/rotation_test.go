@@ -35,7 +35,7 @@ func TestRunbookRotation(t *testing.T) {
 	load := startInserts(ctx, db, table, workers, 100_000)
 	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
 	for r := 1; r <= rotations; r++ {
-		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.ok.Load()
+		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.OK.Load()
 		next := randomPassword(t)
 		passwords = append(passwords, next)
 		setPassword(ctx, t, srv, role, next)
@@ -48,7 +48,7 @@ func TestRunbookRotation(t *testing.T) {
 		after := c.Stats()
 		t.Logf("rotation %d: %d fetches, %d rejected logins, %d recoveries, %d inserts acknowledged",
 			r, src.count()-fetchesBefore, after.AuthFailures-before.AuthFailures,
-			after.Recoveries-before.Recoveries, load.ok.Load()-okBefore)
+			after.Recoveries-before.Recoveries, load.OK.Load()-okBefore)
 		if after.AuthFailures == before.AuthFailures {
 			t.Errorf("rotation %d: no login was rejected during the gap, so the rotation was not exercised", r)
 		}
@@ -64,7 +64,7 @@ func TestRunbookRotation(t *testing.T) {
 	load.check(ctx, t)
 	st := c.Stats()
 	t.Logf("runbook: %d rows inserted by %d workers, 0 expected failures, %d failed; stats %+v",
-		load.ok.Load(), workers, load.failed.Load(), st)
+		load.OK.Load(), workers, load.Failed.Load(), st)
 	if st.CredentialChanges != rotations {
 		t.Errorf("Stats().CredentialChanges = %d, want %d", st.CredentialChanges, rotations)
 	}
@@ -116,9 +116,9 @@ func TestStoreFirstHerd(t *testing.T) {
 		})
 		// Let logins run on the new credential for a while, long enough for
 		// any late, redundant refresh (paced at 100 ms) to show up.
-		okAt := load.ok.Load()
+		okAt := load.OK.Load()
 		waitFor(ctx, t, 20*time.Second, "statements on the new credential", func() bool {
-			return load.ok.Load() >= okAt+goroutines
+			return load.OK.Load() >= okAt+goroutines
 		})
 		sleepCtx(ctx, 300*time.Millisecond)
 		after := c.Stats()
@@ -138,7 +138,7 @@ func TestStoreFirstHerd(t *testing.T) {
 	load.check(ctx, t)
 	st := c.Stats()
 	t.Logf("herd: %d statements by %d goroutines, %d failed; fetches per rotation %v; stats %+v",
-		load.ok.Load()+load.failed.Load(), goroutines, load.failed.Load(), perRotation, st)
+		load.OK.Load()+load.Failed.Load(), goroutines, load.Failed.Load(), perRotation, st)
 	if n := src.count(); n != 1+rotations {
 		t.Errorf("fetches = %d, want exactly %d (1 + one per rotation); per rotation: %v", n, 1+rotations, perRotation)
 	}

@@ -63,8 +63,8 @@ func TestAlternatingUsersRotation(t *testing.T) {
 	usernames := []string{role}
 	var curCalls, pendCalls []int64
 	for i := 1; i <= rotations; i++ {
-		before, failedBefore := c.Stats(), load.failed.Load()
-		load.takeSlowest()
+		before, failedBefore := c.Stats(), load.Failed.Load()
+		load.TakeSlowest()
 		e.resetCalls()
 		version, err := r.Rotate(ctx, id)
 		if err != nil {
@@ -108,8 +108,8 @@ func TestAlternatingUsersRotation(t *testing.T) {
 			"app GetSecretValue AWSCURRENT=%d AWSPENDING=%d; rejected logins %d, recoveries %d, changes %d, failed statements %d, slowest statement %v",
 			i, l.Username, got, after.CredentialVersion, killed, cur, pend,
 			after.AuthFailures-before.AuthFailures, after.Recoveries-before.Recoveries,
-			after.CredentialChanges-before.CredentialChanges, load.failed.Load()-failedBefore,
-			load.takeSlowest().Round(time.Millisecond))
+			after.CredentialChanges-before.CredentialChanges, load.Failed.Load()-failedBefore,
+			load.TakeSlowest().Round(time.Millisecond))
 		if !ok {
 			t.Errorf("rotation %d: the connector went from version %s to %s; versions so far %v", i, held, after.CredentialVersion, versions)
 		}

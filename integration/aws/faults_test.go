@@ -57,9 +57,9 @@ func TestEndpointFaults(t *testing.T) {
 	}
 	var summary []string
 	for _, f := range faults {
-		before, failedBefore, okBefore := c.Stats(), load.failed.Load(), load.ok.Load()
+		before, failedBefore, okBefore := c.Stats(), load.Failed.Load(), load.OK.Load()
 		warnsBefore := countAny(e.logs, f.inLog...)
-		load.takeSlowest()
+		load.TakeSlowest()
 		e.sm.ResetCalls()
 		e.sm.InjectFault(awssmtest.OpGetSecretValue, f.fault)
 		began := time.Now()
@@ -78,8 +78,8 @@ func TestEndpointFaults(t *testing.T) {
 		line := fmt.Sprintf("%s: %d fetches, %d fetch errors, %d GetSecretValue requests (SDK retries included), %d log lines saying one of %q; "+
 			"%d statements acknowledged, %d failed, slowest statement %v",
 			f.name, during.Fetches-before.Fetches, during.FetchErrors-before.FetchErrors, requests,
-			countAny(e.logs, f.inLog...)-warnsBefore, f.inLog, load.ok.Load()-okBefore, load.failed.Load()-failedBefore,
-			load.takeSlowest().Round(time.Millisecond))
+			countAny(e.logs, f.inLog...)-warnsBefore, f.inLog, load.OK.Load()-okBefore, load.Failed.Load()-failedBefore,
+			load.TakeSlowest().Round(time.Millisecond))
 		summary = append(summary, line)
 		t.Log(line)
 		if during.FetchErrors == before.FetchErrors || requests == 0 {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -390,142 +389,39 @@ func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
 	return table
 }
 
-// load is a set of workers that insert rows through the application's pool
-// and remember every id the database acknowledged.
-type load struct {
-	db    *sql.DB
-	table string
-	stop  chan struct{}
-	wg    sync.WaitGroup
+// load inserts rows through the application's pool and remembers every
+// acknowledged id.
+type load struct{ *testkit.InsertLoad }
 
-	ok, failed atomic.Int64
-	slowest    atomic.Int64 // nanoseconds, the slowest statement since takeSlowest
-
-	mu   sync.Mutex // guards ids and errs
-	ids  map[int64]struct{}
-	errs []error // the first few failures
-}
-
-// startLoad starts workers that insert until stop, until ctx ends, or until
-// each has made maxPerWorker attempts, pausing for pause between two
-// statements. Each statement has 30 s.
+// startLoad starts workers that insert until finish, until ctx ends, or
+// until each has made maxPerWorker attempts, pausing for pause between two
+// statements.
 func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int, pause time.Duration) *load {
-	l := &load{db: db, table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
-	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
-	for w := range workers {
-		l.wg.Go(func() {
-			for seq := range maxPerWorker {
-				select {
-				case <-l.stop:
-					return
-				case <-ctx.Done():
-					return
-				default:
-				}
-				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				var id int64
-				begin := time.Now()
-				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
-				took := int64(time.Since(begin))
-				cancel()
-				for {
-					if old := l.slowest.Load(); took <= old || l.slowest.CompareAndSwap(old, took) {
-						break
-					}
-				}
-				l.mu.Lock()
-				if err != nil {
-					l.failed.Add(1)
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-				} else {
-					l.ok.Add(1)
-					l.ids[id] = struct{}{}
-				}
-				l.mu.Unlock()
-				if pause > 0 {
-					sleepCtx(ctx, pause)
-				}
-			}
-		})
-	}
-	return l
+	return &load{testkit.StartInserts(ctx, db, table, workers, maxPerWorker, pause)}
 }
 
 // waitAcks waits until n more inserts than now have been acknowledged.
 func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
 	t.Helper()
-	target := l.ok.Load() + n
-	waitFor(ctx, t, 30*time.Second, what, func() bool { return l.ok.Load() >= target })
+	target := l.OK.Load() + n
+	waitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
 }
-
-// takeSlowest returns the longest a statement took since the last call, and
-// starts over. It is reported, never asserted on.
-func (l *load) takeSlowest() time.Duration { return time.Duration(l.slowest.Swap(0)) }
 
 // finish stops the workers and waits for them.
-func (l *load) finish() {
-	close(l.stop)
-	l.wg.Wait()
-}
-
-// result is what a load did, compared with the table.
-type result struct {
-	failures, acknowledged, found, lost, extra int64
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("failures=%d acknowledged=%d found=%d lost=%d", r.failures, r.acknowledged, r.found, r.lost)
-}
+func (l *load) finish() { l.Finish() }
 
 // check compares the acknowledged ids with the table's rows, read as the
 // superuser (independently of the connector under test), and fails t for
 // a failed statement, a lost row or a row nobody acknowledged. Call it
 // after finish.
-func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) result {
+func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) testkit.LoadResult {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	r := result{failures: l.failed.Load(), acknowledged: int64(len(l.ids))}
-	rows, err := pg.Admin().QueryContext(ctx, "SELECT id FROM "+l.table)
+	r, err := l.Verify(ctx, pg.Admin())
 	if err != nil {
-		t.Fatalf("read back: %v", err)
+		t.Fatal(err)
 	}
-	defer rows.Close()
-	stored := make(map[int64]struct{}, len(l.ids))
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			t.Fatalf("read back: %v", err)
-		}
-		stored[id] = struct{}{}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatalf("read back: %v", err)
-	}
-	r.found = int64(len(stored))
-	for id := range l.ids {
-		if _, ok := stored[id]; !ok {
-			r.lost++
-		}
-	}
-	for id := range stored {
-		if _, ok := l.ids[id]; !ok {
-			r.extra++
-		}
-	}
-	if r.failures != 0 {
-		t.Errorf("%d of %d statements failed; first errors: %v", r.failures, r.failures+l.ok.Load(), l.errs)
-	}
-	if r.acknowledged == 0 {
-		t.Error("no insert was acknowledged")
-	}
-	if r.lost != 0 {
-		t.Errorf("%d acknowledged rows are missing from the table", r.lost)
-	}
-	if r.extra != 0 {
-		t.Errorf("the table holds %d rows that no insert acknowledged", r.extra)
+	for _, p := range r.Problems() {
+		t.Error(p)
 	}
 	return r
 }

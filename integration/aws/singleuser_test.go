@@ -45,8 +45,8 @@ func TestSingleUserRotationWindow(t *testing.T) {
 		windowsMet          int
 	)
 	for i := 1; i <= rotations; i++ {
-		before, failedBefore := c.Stats(), load.failed.Load()
-		load.takeSlowest()
+		before, failedBefore := c.Stats(), load.Failed.Load()
+		load.TakeSlowest()
 		e.resetCalls()
 		version, err := r.Rotate(ctx, id)
 		if err != nil {
@@ -67,7 +67,7 @@ func TestSingleUserRotationWindow(t *testing.T) {
 			i, cur, pend, e.rot.byStage(awssmtest.StageCurrent), e.rot.byStage(awssmtest.StagePending),
 			after.AuthFailures-before.AuthFailures, after.Recoveries-before.Recoveries,
 			after.PendingPromotions-before.PendingPromotions, after.RecoveryFailures-before.RecoveryFailures,
-			load.failed.Load()-failedBefore, load.takeSlowest().Round(time.Millisecond))
+			load.Failed.Load()-failedBefore, load.TakeSlowest().Round(time.Millisecond))
 		if cur > 1 || pend > 1 {
 			t.Errorf("rotation %d: the application made %d AWSCURRENT and %d AWSPENDING GetSecretValue calls, want at most 1 each", i, cur, pend)
 		}

@@ -1,0 +1,160 @@
+package testkit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// InsertLoad is a set of workers that insert rows through an application's
+// pool and remember every id the database acknowledged, so that a test can
+// prove no acknowledged row was lost.
+type InsertLoad struct {
+	// OK and Failed count statements as they finish.
+	OK, Failed atomic.Int64
+
+	table   string
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	slowest atomic.Int64 // nanoseconds, since TakeSlowest
+
+	mu   sync.Mutex // guards ids and errs
+	ids  map[int64]struct{}
+	errs []error // the first few failures
+}
+
+// StartInserts starts workers that insert into table (columns worker and
+// seq, returning id) until Finish, until ctx ends, or until each has made
+// maxPerWorker attempts, pausing for pause between two statements. Each
+// statement has 30 s.
+func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int, pause time.Duration) *InsertLoad {
+	l := &InsertLoad{table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
+	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
+	for w := range workers {
+		l.wg.Go(func() {
+			for seq := range maxPerWorker {
+				select {
+				case <-l.stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				var id int64
+				begin := time.Now()
+				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
+				l.noteDuration(time.Since(begin))
+				cancel()
+				l.mu.Lock()
+				if err != nil {
+					l.Failed.Add(1)
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err)
+					}
+				} else {
+					l.OK.Add(1)
+					l.ids[id] = struct{}{}
+				}
+				l.mu.Unlock()
+				if pause > 0 {
+					t := time.NewTimer(pause)
+					select {
+					case <-t.C:
+					case <-ctx.Done():
+						t.Stop()
+					}
+				}
+			}
+		})
+	}
+	return l
+}
+
+func (l *InsertLoad) noteDuration(d time.Duration) {
+	for {
+		if old := l.slowest.Load(); int64(d) <= old || l.slowest.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
+}
+
+// TakeSlowest returns the longest a statement took since the last call, and
+// starts over. It is for reports, not assertions.
+func (l *InsertLoad) TakeSlowest() time.Duration { return time.Duration(l.slowest.Swap(0)) }
+
+// Finish stops the workers and waits for them.
+func (l *InsertLoad) Finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// LoadResult compares what a load was told with what the table holds.
+type LoadResult struct {
+	Failures, Acknowledged, Found, Lost, Extra int64
+	// FirstErrors are the first few statement errors.
+	FirstErrors []error
+}
+
+func (r LoadResult) String() string {
+	return fmt.Sprintf("failures=%d acknowledged=%d found=%d lost=%d", r.Failures, r.Acknowledged, r.Found, r.Lost)
+}
+
+// Problems lists what a test should fail for: a failed statement, nothing
+// acknowledged, a lost row, or a row nobody acknowledged.
+func (r LoadResult) Problems() []string {
+	var p []string
+	if r.Failures != 0 {
+		p = append(p, fmt.Sprintf("%d statements failed; first errors: %v", r.Failures, r.FirstErrors))
+	}
+	if r.Acknowledged == 0 {
+		p = append(p, "no insert was acknowledged")
+	}
+	if r.Lost != 0 {
+		p = append(p, fmt.Sprintf("%d acknowledged rows are missing from the table", r.Lost))
+	}
+	if r.Extra != 0 {
+		p = append(p, fmt.Sprintf("the table holds %d rows that no insert acknowledged", r.Extra))
+	}
+	return p
+}
+
+// Verify reads the table's ids through reader (ideally a connection that
+// does not go through the connector under test) and compares them with the
+// acknowledged ones. Call it after Finish.
+func (l *InsertLoad) Verify(ctx context.Context, reader *sql.DB) (LoadResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := LoadResult{Failures: l.Failed.Load(), Acknowledged: int64(len(l.ids)), FirstErrors: l.errs}
+	rows, err := reader.QueryContext(ctx, "SELECT id FROM "+l.table)
+	if err != nil {
+		return r, fmt.Errorf("read back: %w", err)
+	}
+	defer rows.Close()
+	stored := make(map[int64]struct{}, len(l.ids))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return r, fmt.Errorf("read back: %w", err)
+		}
+		stored[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("read back: %w", err)
+	}
+	r.Found = int64(len(stored))
+	for id := range l.ids {
+		if _, ok := stored[id]; !ok {
+			r.Lost++
+		}
+	}
+	for id := range stored {
+		if _, ok := l.ids[id]; !ok {
+			r.Extra++
+		}
+	}
+	return r, nil
+}
