@@ -77,6 +77,18 @@ func (c *config) invalid(format string, args ...any) {
 
 func (c *config) err() error { return errors.Join(c.errs...) }
 
+// positiveDuration is an Option that applies set if d is positive and
+// records an error naming the option otherwise.
+func positiveDuration(option string, d time.Duration, set func(*config)) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("%s: %v is not positive", option, d)
+			return
+		}
+		set(c)
+	}
+}
+
 // WithLogger sends the connector's events to l: credential fetches and
 // changes at Debug and Info, rejected logins and source failures at Warn, a
 // Connect that gave up at Error. Secret values are never logged; credentials
@@ -97,13 +109,7 @@ func WithLogger(l *slog.Logger) Option {
 // caller's context deadline always applies as well. Default
 // DefaultRotationWait.
 func WithRotationWait(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.invalid("WithRotationWait: %v is not positive", d)
-			return
-		}
-		c.rotationWait = d
-	}
+	return positiveDuration("WithRotationWait", d, func(c *config) { c.rotationWait = d })
 }
 
 // WithFetchTimeout bounds each call to the source. Shared fetches run on
@@ -111,13 +117,7 @@ func WithRotationWait(d time.Duration) Option {
 // cancellation never fails the other callers waiting for the same fetch.
 // Default DefaultFetchTimeout.
 func WithFetchTimeout(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.invalid("WithFetchTimeout: %v is not positive", d)
-			return
-		}
-		c.fetchTimeout = d
-	}
+	return positiveDuration("WithFetchTimeout", d, func(c *config) { c.fetchTimeout = d })
 }
 
 // WithBackoff sets the pause between two calls to the source while it keeps
@@ -162,13 +162,7 @@ func WithAuthErrorCodes(codes ...string) Option {
 // default: without it the store is called only on first use, after a
 // rejected login, and ahead of an expiry.
 func WithRefreshInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.invalid("WithRefreshInterval: %v is not positive", d)
-			return
-		}
-		c.refreshInterval = d
-	}
+	return positiveDuration("WithRefreshInterval", d, func(c *config) { c.refreshInterval = d })
 }
 
 // WithRefreshBeforeExpiry sets how long before a credential's Expires the
@@ -176,13 +170,7 @@ func WithRefreshInterval(d time.Duration) Option {
 // than half-way through the credential's lifetime). Default
 // DefaultRefreshBeforeExpiry.
 func WithRefreshBeforeExpiry(d time.Duration) Option {
-	return func(c *config) {
-		if d <= 0 {
-			c.invalid("WithRefreshBeforeExpiry: %v is not positive", d)
-			return
-		}
-		c.refreshBeforeExpiry = d
-	}
+	return positiveDuration("WithRefreshBeforeExpiry", d, func(c *config) { c.refreshBeforeExpiry = d })
 }
 
 // WithEndpointFromSecret makes the credential's Host, Port and Database win
