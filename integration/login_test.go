@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -283,65 +284,12 @@ func TestAwkwardPasswords(t *testing.T) {
 	}
 }
 
-// stalledServer accepts TCP connections on 127.0.0.1 and never answers.
-type stalledServer struct {
-	ln       net.Listener
-	done     chan struct{} // closed when the accept loop has ended
-	stopOnce sync.Once
-
-	mu       sync.Mutex // guards accepted
-	accepted []net.Conn
-}
-
-func startStalledServer(t *testing.T) *stalledServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stalledServer{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return // the listener was closed
-			}
-			s.mu.Lock()
-			s.accepted = append(s.accepted, nc)
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(s.stop)
-	return s
-}
-
-func (s *stalledServer) port() int { return s.ln.Addr().(*net.TCPAddr).Port }
-
-func (s *stalledServer) conns() []net.Conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]net.Conn(nil), s.accepted...)
-}
-
-// stop closes the listener, waits for the accept loop and hangs up on every
-// accepted connection.
-func (s *stalledServer) stop() {
-	s.stopOnce.Do(func() {
-		_ = s.ln.Close()
-		<-s.done
-		for _, nc := range s.conns() {
-			_ = nc.Close()
-		}
-	})
-}
-
 // TestLoginHonoursContextDeadline points the connector at a server that
 // accepts the TCP connection and never answers the startup message. With
 // no connect_timeout, only the caller's context can end the login.
 func TestLoginHonoursContextDeadline(t *testing.T) {
-	stalled := startStalledServer(t)
-	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.port())
+	stalled := testkit.StartStalledServer(t)
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port())
 	src := newCountingSource("stalled", secrets.Credential{Username: "nobody", Password: randomPassword(t)})
 	c := newConnector(t, dsn, src)
 	db := openDB(t, c)
@@ -372,7 +320,7 @@ func TestLoginHonoursContextDeadline(t *testing.T) {
 	select {
 	case r = <-results:
 	case <-time.After(5 * time.Second):
-		stalled.stop() // hang up, so that the blocked login ends
+		stalled.Stop() // hang up, so that the blocked login ends
 		r = <-results
 		t.Fatalf("Ping was still blocked 5s after its 200ms deadline; it ended only when the server hung up, after %v: %v", r.elapsed, r.err)
 	}
@@ -389,7 +337,7 @@ func TestLoginHonoursContextDeadline(t *testing.T) {
 
 	var conns []net.Conn
 	waitFor(t.Context(), t, 5*time.Second, "the stalled server to accept the login's connection", func() bool {
-		conns = stalled.conns()
+		conns = stalled.Conns()
 		return len(conns) > 0
 	})
 	if len(conns) != 1 {

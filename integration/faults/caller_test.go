@@ -5,12 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -294,52 +294,6 @@ func TestDeadlineShorterThanFetchTimeout(t *testing.T) {
 	}
 }
 
-// stalledServer accepts TCP connections and never answers: a login to it
-// lasts until the caller's context ends.
-type stalledServer struct {
-	ln   net.Listener
-	done chan struct{}
-	mu   sync.Mutex
-	conn []net.Conn
-}
-
-func startStalledServer(t *testing.T) *stalledServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &stalledServer{ln: ln, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conn = append(s.conn, nc)
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-s.done
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for _, nc := range s.conn {
-			_ = nc.Close()
-		}
-	})
-	return s
-}
-
-func (s *stalledServer) accepted() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conn)
-}
-
 // TestCloseWhileFetching closes the pool while callers wait for a store
 // that hangs (on first use, and in a rotation) with a fetch timeout of a
 // minute: Close cancels the fetch and returns at once, every waiting caller
@@ -418,8 +372,8 @@ func TestCloseWhileDialing(t *testing.T) {
 	db.SetMaxIdleConns(0)
 	ctx := t.Context()
 
-	stalled := startStalledServer(t)
-	stalledC := newConnector(t, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.ln.Addr().(*net.TCPAddr).Port),
+	stalled := testkit.StartStalledServer(t)
+	stalledC := newConnector(t, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port()),
 		newMemSource("stalled", "nobody", w.password()), rotating.WithLogger(w.logger))
 	stalledDB := sql.OpenDB(stalledC)
 	t.Cleanup(func() { _ = stalledDB.Close() })
@@ -434,7 +388,7 @@ func TestCloseWhileDialing(t *testing.T) {
 
 	l := startLoad(t, ctx, 16, 2*time.Millisecond, selectUser(db, nil))
 	waitFor(t, 10*time.Second, "logins to the stalled server and the real one", func() bool {
-		return stalled.accepted() > 0 && len(l.snapshot()) >= 32
+		return len(stalled.Conns()) > 0 && len(l.snapshot()) >= 32
 	})
 	closed := call(t, func() error { return errors.Join(db.Close(), stalledDB.Close()) })
 	if closed.err != nil || closed.took > slack {
