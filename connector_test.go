@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,24 +54,7 @@ func mustConnect(t *testing.T, c *Connector) driver.Conn {
 // connectAll runs n concurrent Connects and returns how many failed and the
 // first error.
 func connectAll(c *Connector, n int) (failed int64, first error) {
-	var wg sync.WaitGroup
-	var nfail atomic.Int64
-	var once sync.Once
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			conn, err := c.Connect(context.Background())
-			if err != nil {
-				nfail.Add(1)
-				once.Do(func() { first = err })
-				return
-			}
-			conn.Close()
-		}()
-	}
-	wg.Wait()
-	return nfail.Load(), first
+	return connectAllCtx(context.Background(), c, n)
 }
 
 func TestConnectReturnsDriverConnUnwrapped(t *testing.T) {
@@ -251,9 +233,7 @@ func TestPendingCredentialBridgesTheRotationWindow(t *testing.T) {
 	// no change.
 	src.set(pending)
 	src.setPending(nil)
-	if _, err := c.refresh(context.Background(), refreshAlways); err != nil {
-		t.Fatal(err)
-	}
+	refreshNow(t, c)
 	if st := c.Stats(); st.CredentialChanges != 1 || st.CredentialVersion != "v2" {
 		t.Fatalf("after finishSecret Stats = %+v", st)
 	}
@@ -269,10 +249,8 @@ func TestStaleCurrentDuringWindowIsNotAChange(t *testing.T) {
 	mustConnect(t, c)
 	// A background refresh during the window reads the stale AWSCURRENT: it
 	// must not replace the working pending credential with the dead one.
-	if _, err := c.refresh(context.Background(), refreshAlways); err != nil {
-		t.Fatal(err)
-	}
-	if got := c.cur.Load().cred.Password; got != "p2" {
+	refreshNow(t, c)
+	if got := c.inUse().cred.Password; got != "p2" {
 		t.Fatal("a refresh during the rotation window replaced the working pending credential with the stale current one")
 	}
 }
@@ -288,7 +266,7 @@ func TestPendingCredentialThatFailsIsNeverCached(t *testing.T) {
 	if !errors.Is(err, ErrCredentialRejected) {
 		t.Fatalf("Connect = %v, want ErrCredentialRejected", err)
 	}
-	if c.cur.Load().pending {
+	if c.inUse().fromPending {
 		t.Fatal("a pending credential that failed to log in was cached")
 	}
 }
@@ -366,7 +344,7 @@ func TestStoreDownKeepsUsingCachedCredential(t *testing.T) {
 	for range 10 {
 		mustConnect(t, c) // still works with the cached credential
 	}
-	if got := c.cur.Load().cred.Password; got != "p1" {
+	if got := c.inUse().cred.Password; got != "p1" {
 		t.Fatal("a failed fetch evicted the cached credential")
 	}
 
@@ -502,12 +480,17 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 func TestNextRefreshIsJittered(t *testing.T) {
 	c, _ := newTestConnector(t, newFakeDB("app", "p1"), newFakeSource("app", "p1"), WithRefreshInterval(time.Minute))
 	now := time.Now()
-	e := &entry{fetchedAt: now, cred: secrets.Credential{Password: "x"}}
-	e.checked.Store(now.UnixNano())
-	c.cur.Store(e)
+	e := &entry{fetchedAt: now, cred: secrets.Credential{Password: "x"}, checked: now}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.current = e
+	nextRefreshIn := func(now time.Time) (time.Duration, bool) {
+		at, ok := c.nextRefreshLocked(now)
+		return at.Sub(now), ok
+	}
 	seen := map[time.Duration]bool{}
 	for range 50 {
-		d, ok := c.nextRefreshIn(now)
+		d, ok := nextRefreshIn(now)
 		if !ok || d < 54*time.Second || d > 66*time.Second {
 			t.Fatalf("next refresh in %v, want 1m ± 10%%", d)
 		}
@@ -519,9 +502,9 @@ func TestNextRefreshIsJittered(t *testing.T) {
 	// An expiry in 10 minutes with a 1-minute lead: refresh 9 to 8.5 minutes
 	// from now, before the periodic one if that is later.
 	c.cfg.refreshInterval = 0
-	e.expires.Store(now.Add(10 * time.Minute).UnixNano())
+	e.expires = now.Add(10 * time.Minute)
 	for range 50 {
-		d, _ := c.nextRefreshIn(now)
+		d, _ := nextRefreshIn(now)
 		if d < 8*time.Minute+30*time.Second || d > 9*time.Minute {
 			t.Fatalf("refresh ahead of expiry in %v, want 8m30s..9m", d)
 		}
@@ -614,7 +597,7 @@ func TestRolledBackRotationIsFollowed(t *testing.T) {
 	src.setPending(nil)
 	db.SetPassword("app", "p1")
 	mustConnect(t, c)
-	if got := c.cur.Load().cred.Password; got != "p1" {
+	if got := c.inUse().cred.Password; got != "p1" {
 		t.Fatal("after a rollback the connector did not return to the store's current credential")
 	}
 }
@@ -624,14 +607,17 @@ func TestRefreshAfterANewerCredentialArrivedMakesNoFetch(t *testing.T) {
 	src := newFakeSource("app", "p1")
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
+	first := c.inUse()
 	src.set(secrets.Credential{Username: "app", Password: "p2"})
 	db.SetPassword("app", "p2")
 	mustConnect(t, c) // generation 2 cached
 	before := src.fetches.Load()
 	// A caller whose login failed with generation 1 and that missed the
-	// refresh which cached generation 2 starts another one: it must not
-	// call the store.
-	if _, err := c.refresh(context.Background(), 1); err != nil {
+	// refresh which cached generation 2 goes on looking for a credential:
+	// it must not call the store.
+	rejection := &pq.Error{Code: pqerror.InvalidPassword}
+	c.report(first, false, loginDenied, rejection)
+	if _, err := c.connectSlow(context.Background(), first, rejection); err != nil {
 		t.Fatal(err)
 	}
 	if got := src.fetches.Load(); got != before {
@@ -678,21 +664,44 @@ func TestWaitingRefreshEndsWhenANewerCredentialArrives(t *testing.T) {
 	src := newFakeSource("app", "p1")
 	c, _ := newTestConnector(t, db, src)
 	mustConnect(t, c)
+	// An incident: the credential was rejected, and neither the store nor
+	// a re-check may be asked for an hour.
+	db.SetPassword("app", "p2")
 	c.mu.Lock()
-	c.nextFetch = time.Now().Add(time.Hour) // the store may not be called for an hour
+	now := time.Now()
+	c.clock++
+	c.current.status, c.current.at = rejected, c.clock
+	c.incident = true
+	c.nextFetch, c.nextProbe = now.Add(time.Hour), now.Add(time.Hour)
+	c.publishLocked()
 	c.mu.Unlock()
 	done := make(chan error, 1)
-	go func() { _, err := c.refresh(context.Background(), 1); done <- err }()
+	go func() {
+		conn, err := c.Connect(context.Background())
+		if err == nil {
+			conn.Close()
+		}
+		done <- err
+	}()
 	time.Sleep(20 * time.Millisecond)
-	conn, _ := db.Connector(pq.Config{User: "app", Password: "p2"})
-	c.store(&entry{cred: secrets.Credential{Username: "app", Password: "p2"}, gen: c.lastGen.Add(1), conn: conn})
+	// A newer credential arrives by another way than this caller's store
+	// call (another step's result).
+	cred := secrets.Credential{Username: "app", Password: "p2"}
+	fresh, err := c.newEntry(cred, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.applyFetchLocked(cred, fresh, time.Now())
+	c.changedLocked()
+	c.mu.Unlock()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("a refresh waiting for its turn did not end when a newer credential was cached")
+		t.Fatal("a caller waiting for its turn did not end when a newer credential was cached")
 	}
 	if got := src.fetches.Load(); got != 1 {
 		t.Fatalf("fetches = %d, want 1: the moot refresh must not call the store", got)
@@ -721,10 +730,27 @@ func TestRejectedBeforePendingIsPromotedTriesItWithoutFetching(t *testing.T) {
 	first := make(chan error, 1)
 	go func() { _, err := c.Connect(context.Background()); first <- err }()
 	<-holding
-	mustConnect(t, c) // rejected with p1, must try the pending p2 it already has
+	// A second caller comes while the pending credential is being tried:
+	// it must use the pending p2 the connector already has, not a new
+	// fetch, and never dial the rejected p1.
+	second := make(chan error, 1)
+	go func() {
+		conn, err := c.Connect(context.Background())
+		if err == nil {
+			conn.Close()
+		}
+		second <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if got := db.Dials(); got != 4 {
+		t.Fatalf("%d logins, want 4: first use, p1 rejected once, the pending p2 by each caller", got)
 	}
 	if f, p := src.fetches.Load()-1, src.pendingFetches.Load(); f != 1 || p != 1 {
 		t.Fatalf("the window cost %d current + %d pending fetches, want 1 + 1", f, p)
@@ -746,7 +772,7 @@ func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
 	for range 20 {
 		mustConnect(t, c) // the previous credential still works: use it
 	}
-	if got := c.cur.Load().cred.Password; got != "p1" {
+	if got := c.inUse().cred.Password; got != "p1" {
 		t.Fatal("the connector did not return to the previous, working credential")
 	}
 	// While the store keeps the rejected value, refreshes do not flip back
@@ -766,7 +792,7 @@ func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
 	src.set(secrets.Credential{Username: "app", Password: "p2"})
 	db.SetPassword("app", "p2")
 	mustConnect(t, c)
-	if got := c.cur.Load().cred.Password; got != "p2" {
+	if got := c.inUse().cred.Password; got != "p2" {
 		t.Fatal("after the store was fixed the connector did not follow it")
 	}
 }

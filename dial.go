@@ -13,34 +13,36 @@ import (
 )
 
 // newPQConnector is the default NewConnectorFunc: a lib/pq connector whose
-// logins are bounded by the caller's context.
-func newPQConnector(cfg pq.Config) (driver.Connector, error) {
+// logins are bounded by the caller's context and by loginTimeout (the
+// rotation wait).
+func newPQConnector(cfg pq.Config, loginTimeout time.Duration) (driver.Connector, error) {
 	c, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	c.Dialer(watchedDialer{})
-	return contextBoundConnector{c}, nil
+	return contextBoundConnector{c, loginTimeout}, nil
 }
 
-// contextBoundConnector makes the caller's context bound the whole login.
-// lib/pq passes the context to the TCP dial only; the startup and
-// authentication exchange is bounded by connect_timeout alone, so a server
-// that accepts the connection and then stalls would hold Connect past the
-// caller's deadline. Here, when the context ends mid-login, the socket's
-// deadline is moved to the past, which ends the exchange at once.
-type contextBoundConnector struct{ pq *pq.Connector }
+// contextBoundConnector makes the caller's context and a login timeout
+// (the rotation wait) bound the whole login. lib/pq passes the context to
+// the TCP dial only; the startup, TLS and authentication exchange is
+// bounded by connect_timeout alone, so a server that accepts the connection
+// and then stalls would hold Connect past the caller's deadline, or
+// forever. Here every socket of the login gets the login's deadline, and
+// when the context ends mid-login the deadline is moved to the past, which
+// ends the exchange at once. The deadline is cleared once logged in.
+type contextBoundConnector struct {
+	pq           *pq.Connector
+	loginTimeout time.Duration
+}
 
 func (c contextBoundConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	if ctx.Done() == nil {
-		conn, err := c.pq.Connect(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return conn, nil
+	w := &dialWatch{deadline: time.Now().Add(c.loginTimeout)}
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, w.expire)
 	}
-	w := new(dialWatch)
-	stop := context.AfterFunc(ctx, w.expire)
 	conn, err := c.pq.Connect(context.WithValue(ctx, dialWatchKey{}, w))
 	if !stop() {
 		// The context ended during the login: a connection that made it
@@ -51,10 +53,14 @@ func (c contextBoundConnector) Connect(ctx context.Context) (driver.Conn, error)
 		return nil, fmt.Errorf("rotating: login interrupted: %w", errors.Join(context.Cause(ctx), err))
 	}
 	if err != nil {
+		if !time.Now().Before(w.deadline) {
+			err = fmt.Errorf("rotating: login did not finish within %v: %w", c.loginTimeout, err)
+		}
 		// lib/pq returns a typed nil *conn with its errors; hand back a
 		// true nil.
 		return nil, err
 	}
+	w.clear()
 	return conn, nil
 }
 
@@ -65,6 +71,8 @@ type dialWatchKey struct{}
 // dialWatch collects the sockets one login opens (several with a multi-host
 // DSN) so that they can be interrupted when the caller's context ends.
 type dialWatch struct {
+	deadline time.Time // set before the login starts
+
 	mu      sync.Mutex
 	conns   []net.Conn
 	expired bool
@@ -78,6 +86,17 @@ func (w *dialWatch) add(nc net.Conn) {
 	w.conns = append(w.conns, nc)
 	if w.expired {
 		_ = nc.SetDeadline(longAgo)
+	} else {
+		_ = nc.SetDeadline(w.deadline)
+	}
+}
+
+// clear removes the login's deadline from its sockets once logged in.
+func (w *dialWatch) clear() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, nc := range w.conns {
+		_ = nc.SetDeadline(time.Time{})
 	}
 }
 

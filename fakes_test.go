@@ -2,6 +2,7 @@ package rotating
 
 import (
 	"context"
+	"testing"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,4 +103,26 @@ func waitFor(cond func() bool) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return cond()
+}
+
+// refreshNow makes one store step now, as the background refresh does,
+// and waits for it to end.
+func refreshNow(t *testing.T, c *Connector) {
+	t.Helper()
+	for {
+		c.mu.Lock()
+		if !c.fetching {
+			seq := c.fetchSeq
+			c.startFetchLocked()
+			c.mu.Unlock()
+			waitFor(func() bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.fetchSeq > seq
+			})
+			return
+		}
+		c.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -26,6 +26,9 @@ const (
 	// DefaultRefreshBeforeExpiry is how long before a credential's Expires
 	// the connector fetches its successor in the background.
 	DefaultRefreshBeforeExpiry = time.Minute
+	// DefaultSessionMargin is how long before a credential's SessionsEnd
+	// its connections are retired from database/sql's pool.
+	DefaultSessionMargin = time.Minute
 )
 
 // DefaultAuthErrorCodes are the SQLSTATEs that mean "this credential was
@@ -52,8 +55,9 @@ type config struct {
 	authCodes           []string
 	refreshInterval     time.Duration
 	refreshBeforeExpiry time.Duration
+	sessionMargin       time.Duration
 	endpointFromSecret  bool
-	newConnector        NewConnectorFunc
+	newConnector        NewConnectorFunc // nil: lib/pq, see NewConnector
 
 	errs []error
 }
@@ -67,7 +71,7 @@ func defaultConfig() config {
 		maxBackoff:          DefaultMaxBackoff,
 		authCodes:           DefaultAuthErrorCodes,
 		refreshBeforeExpiry: DefaultRefreshBeforeExpiry,
-		newConnector:        newPQConnector,
+		sessionMargin:       DefaultSessionMargin,
 	}
 }
 
@@ -173,6 +177,18 @@ func WithRefreshBeforeExpiry(d time.Duration) Option {
 	return positiveDuration("WithRefreshBeforeExpiry", d, func(c *config) { c.refreshBeforeExpiry = d })
 }
 
+// WithSessionMargin sets how long before a credential's SessionsEnd (a
+// Vault lease's end, say) the connections opened with it are retired:
+// from then on database/sql closes each one when it comes back to the pool
+// (or when it is next taken from it), never in the middle of a statement or
+// transaction, idle ones are closed, and new logins use the credential's
+// successor, which the background refresh fetches ahead of that time. The
+// margin is shortened to half of the credential's remaining life for short
+// lived credentials. Default DefaultSessionMargin.
+func WithSessionMargin(d time.Duration) Option {
+	return positiveDuration("WithSessionMargin", d, func(c *config) { c.sessionMargin = d })
+}
+
 // WithEndpointFromSecret makes the credential's Host, Port and Database win
 // over the DSN's where the credential has them. By default the DSN is
 // authoritative and the credential only fills what the DSN leaves unset.
@@ -185,7 +201,8 @@ func WithEndpointFromSecret() Option {
 // credential) and returns the driver.Connector that opens connections with
 // it. It is the seam for unit tests (a go-sqlmock connection, say) and for
 // other drivers. The default uses pq.NewConnectorConfig and makes the
-// caller's context bound the whole login, not only the TCP dial.
+// caller's context and the rotation wait bound the whole login, not only
+// the TCP dial.
 func WithNewConnector(fn NewConnectorFunc) Option {
 	return func(c *config) {
 		if fn == nil {

@@ -1,112 +1,91 @@
 package rotating
 
 import (
-	"log/slog"
 	"math/rand/v2"
 	"time"
 )
 
-// startBackground starts the background refresh when e is cached, if there
-// is anything for it to do (a refresh interval was set, or e expires) and it
-// is not running yet. It runs until Close.
-func (c *Connector) startBackground(e *entry) {
-	if c.cfg.refreshInterval == 0 && e.cred.Expires.IsZero() {
+// startBackgroundLocked starts the background refresh if there is anything
+// for it to do (a refresh interval, or a current credential that expires or
+// whose sessions end) and it is not running yet. It runs until Close.
+func (c *Connector) startBackgroundLocked() {
+	if c.background || c.closed || c.current == nil {
 		return
 	}
-	c.mu.Lock()
-	if c.backgroundStart || c.isClosed {
-		c.mu.Unlock()
+	e := c.current
+	if c.cfg.refreshInterval == 0 && e.expires.IsZero() && e.sessions == nil {
 		return
 	}
-	c.backgroundStart = true
+	c.background = true
 	c.wg.Add(1)
-	c.mu.Unlock()
 	go c.refreshInBackground()
 }
 
-// poke tells the background refresh that the credential changed, so that it
-// recomputes when the next refresh is due.
-func (c *Connector) poke() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// refreshInBackground fetches the credential ahead of its expiry and every
-// refresh interval, through the same shared refresh as Connect, so it never
+// refreshInBackground asks the store ahead of the current credential's
+// expiry or its sessions' end, and every refresh interval, through the same
+// store step as Connect (one at a time, paced by the backoff), so it never
 // adds a call while a rotation is being handled. Connect keeps using the
-// cached credential meanwhile.
+// known credential meanwhile.
 func (c *Connector) refreshInBackground() {
 	defer c.wg.Done()
-	var timer *time.Timer
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		c.mu.Lock()
+		now := time.Now()
+		at, ok := c.nextRefreshLocked(now)
+		if ok && !c.fetching && !now.Before(at) {
+			c.startFetchLocked()
+			ok = false // wait for the step to end
+		}
+		changed := c.changed
+		c.mu.Unlock()
+
 		var due <-chan time.Time
-		if d, ok := c.nextRefreshIn(time.Now()); ok {
-			if timer == nil {
-				timer = time.NewTimer(d)
-			} else {
-				timer.Reset(d)
-			}
+		if ok {
+			timer.Reset(at.Sub(now))
 			due = timer.C
 		}
 		select {
 		case <-c.ctx.Done():
-			if timer != nil {
-				timer.Stop()
-			}
 			return
-		case <-c.wake:
-			if timer != nil {
-				timer.Stop()
-			}
-			continue
+		case <-changed:
 		case <-due:
 		}
-		if _, err := c.refresh(c.ctx, refreshAlways); err != nil {
-			if c.ctx.Err() != nil {
-				return // closed
-			}
-			c.log.Warn("rotating: background refresh failed; keeping the cached credential", slog.Any("error", err))
-			// The next attempt is paced by the backoff.
-			c.mu.Lock()
-			retry := c.backoff
-			c.mu.Unlock()
-			if sleep(c.ctx, retry) != nil {
-				return
-			}
-		}
+		timer.Stop()
 	}
 }
 
-// nextRefreshIn returns how long until the next background refresh is due,
-// or false if none is: the earlier of the jittered refresh interval after
-// the credential was last checked with the store and the jittered lead
-// before its expiry. A refresh that finds the same credential counts as a
-// check (and may bring a later expiry), so an unchanged store is asked once
-// per interval, not once per backoff step.
-func (c *Connector) nextRefreshIn(now time.Time) (time.Duration, bool) {
-	e := c.cur.Load()
-	if e == nil {
-		return 0, false
+// nextRefreshLocked returns when the next background refresh is due, or
+// false if none is: the earlier of the jittered refresh interval after the
+// store last returned the current credential, and a jittered lead before
+// its expiry or its sessions' retirement, never before the store may be
+// called again (the backoff). A refresh that finds the same credential
+// counts as a check, so an unchanged store is asked once per interval.
+func (c *Connector) nextRefreshLocked(now time.Time) (time.Time, bool) {
+	e := c.current
+	if e == nil || c.fetching {
+		return time.Time{}, false
 	}
-	checked := time.Unix(0, e.checked.Load())
 	var at time.Time
 	if c.cfg.refreshInterval > 0 {
-		at = checked.Add(jitter(c.cfg.refreshInterval, 0.1))
+		at = e.checked.Add(jitter(c.cfg.refreshInterval, 0.1))
 	}
-	if exp := e.expires.Load(); exp != 0 {
-		expires := time.Unix(0, exp)
-		life := expires.Sub(e.fetchedAt)
+	end := e.expires
+	if e.sessions != nil && (end.IsZero() || e.sessions.retireAt.Before(end)) {
+		end = e.sessions.retireAt
+	}
+	if !end.IsZero() {
+		life := end.Sub(e.checked)
 		lead := c.cfg.refreshBeforeExpiry
 		lead += time.Duration(float64(lead) * 0.5 * rand.Float64())
-		// Never refresh earlier than half-way through the lifetime: a short
+		// Never earlier than half-way through the remaining life: a short
 		// lived credential would otherwise be refreshed at once.
 		lead = min(lead, life/2)
-		t := expires.Add(-lead)
+		t := end.Add(-lead)
 		// A store that keeps returning the same expiring credential is
 		// asked again after the longest backoff, not in a tight loop.
-		if floor := checked.Add(c.cfg.maxBackoff); !t.After(checked) && t.Before(floor) {
+		if floor := e.checked.Add(c.cfg.maxBackoff); !t.After(e.checked) && t.Before(floor) {
 			t = floor
 		}
 		if at.IsZero() || t.Before(at) {
@@ -114,7 +93,7 @@ func (c *Connector) nextRefreshIn(now time.Time) (time.Duration, bool) {
 		}
 	}
 	if at.IsZero() {
-		return 0, false
+		return time.Time{}, false
 	}
-	return max(at.Sub(now), 0), true
+	return latest(at, c.nextFetch), true
 }

@@ -25,12 +25,20 @@ type Stats struct {
 	Dials        uint64
 	DialErrors   uint64
 	AuthFailures uint64
+	// Probes counts logins made by one caller on behalf of all to try a
+	// credential nobody has logged in with yet, or to re-check a rejected
+	// one (once per backoff step).
+	Probes uint64
+	// AbandonedFetches counts source calls that did not return within the
+	// fetch timeout and were abandoned.
+	AbandonedFetches uint64
 	// Recoveries counts Connect calls that succeeded after a rejected login;
 	// RecoveryFailures those that gave up with an *AuthError.
 	Recoveries       uint64
 	RecoveryFailures uint64
 
-	// The cached credential: its generation (1 for the first, higher after
+	// The credential in use (the one known to work, else the store's
+	// current one): its generation (1 for the first, higher after
 	// each change, not necessarily by one; 0 before the first fetch), its store version (if the
 	// source gives one), when it was fetched and how long ago, and whether
 	// it came from the source's pending credential.
@@ -46,6 +54,7 @@ type counters struct {
 	changes, promotions                  atomic.Uint64
 	dials, dialErrors, authFailures      atomic.Uint64
 	recoveries, recoveryFailures         atomic.Uint64
+	probes, abandonedFetches             atomic.Uint64
 }
 
 // Stats returns a snapshot of the connector's counters and current
@@ -62,13 +71,26 @@ func (c *Connector) Stats() Stats {
 		AuthFailures:      c.stats.authFailures.Load(),
 		Recoveries:        c.stats.recoveries.Load(),
 		RecoveryFailures:  c.stats.recoveryFailures.Load(),
+		Probes:            c.stats.probes.Load(),
+		AbandonedFetches:  c.stats.abandonedFetches.Load(),
 	}
-	if e := c.cur.Load(); e != nil {
+	if e := c.inUse(); e != nil {
 		s.CredentialGeneration = e.gen
 		s.CredentialVersion = e.cred.Version
 		s.CredentialFetchedAt = e.fetchedAt
 		s.CredentialAge = time.Since(e.fetchedAt)
-		s.CredentialFromPending = e.pending
+		s.CredentialFromPending = e.fromPending
 	}
 	return s
+}
+
+// inUse returns the credential Connect dials, or the store's current one
+// when none is known to work.
+func (c *Connector) inUse() *entry {
+	if e := c.use.Load(); e != nil {
+		return e
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.current
 }

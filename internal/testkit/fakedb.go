@@ -23,8 +23,9 @@ type FakeDB struct {
 	FailWith error
 
 	mu       sync.Mutex
-	accepted map[string]string // user -> password
-	dials    atomic.Int64
+	accepted   map[string]string // user -> password
+	dials      atomic.Int64
+	rejections atomic.Int64
 }
 
 // NewFakeDB returns a FakeDB that accepts user with password.
@@ -41,6 +42,9 @@ func (db *FakeDB) SetPassword(user, password string) {
 
 // Dials returns how many logins were attempted.
 func (db *FakeDB) Dials() int64 { return db.dials.Load() }
+
+// Rejections returns how many logins were rejected with 28P01.
+func (db *FakeDB) Rejections() int64 { return db.rejections.Load() }
 
 // Connector is a rotating.NewConnectorFunc whose connections check the
 // login.
@@ -68,6 +72,7 @@ func (f fakeConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	pw, ok := f.db.accepted[f.cfg.User]
 	f.db.mu.Unlock()
 	if !ok || pw != f.cfg.Password {
+		f.db.rejections.Add(1)
 		return nil, &pq.Error{Severity: "FATAL", Code: pqerror.InvalidPassword,
 			Message: `password authentication failed for user "` + f.cfg.User + `"`}
 	}
