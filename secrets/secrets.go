@@ -101,6 +101,15 @@ type Credential struct {
 
 	Version string
 	Expires time.Time
+
+	// SessionsEnd, when not zero, is when the database ends the sessions
+	// opened with this credential (a HashiCorp Vault lease's revocation runs
+	// REVOKE and DROP ROLE; an operator may terminate them). It is distinct
+	// from Expires, which only bounds new logins: an RDS IAM token's sessions
+	// live on after it expires. The connector stops using connections opened
+	// with the credential before then (see rotating.WithSessionMargin) and
+	// fetches its successor ahead of it.
+	SessionsEnd time.Time
 }
 
 // Validate reports whether c can be used to log in: it must have a non-empty
@@ -117,9 +126,9 @@ func (c Credential) Validate() error {
 }
 
 // SameLogin reports whether c and o log in the same way: the same username,
-// password, host, port and database. Version and Expires are not compared,
-// so a store that re-issues the same password under a new version id is not
-// a rotation.
+// password, host, port and database. Version, Expires and SessionsEnd are
+// not compared, so a store that re-issues the same password under a new
+// version id, or extends a lease, is not a rotation.
 func (c Credential) SameLogin(o Credential) bool {
 	return c.Username == o.Username && c.Password == o.Password &&
 		c.Host == o.Host && c.Port == o.Port && c.Database == o.Database
@@ -153,6 +162,10 @@ func (c Credential) String() string {
 		b = append(b, " Expires:"...)
 		b = c.Expires.UTC().AppendFormat(b, time.RFC3339)
 	}
+	if !c.SessionsEnd.IsZero() {
+		b = append(b, " SessionsEnd:"...)
+		b = c.SessionsEnd.UTC().AppendFormat(b, time.RFC3339)
+	}
 	b = append(b, '}')
 	return string(b)
 }
@@ -176,7 +189,7 @@ func (c Credential) Format(f fmt.State, verb rune) {
 // LogValue implements slog.LogValuer: the credential logs as a group of its
 // non-secret fields.
 func (c Credential) LogValue() slog.Value {
-	attrs := make([]slog.Attr, 0, 4)
+	attrs := make([]slog.Attr, 0, 5)
 	attrs = append(attrs, slog.String("username", c.Username))
 	if c.Version != "" {
 		attrs = append(attrs, slog.String("version", c.Version))
@@ -186,6 +199,9 @@ func (c Credential) LogValue() slog.Value {
 	}
 	if !c.Expires.IsZero() {
 		attrs = append(attrs, slog.Time("expires", c.Expires))
+	}
+	if !c.SessionsEnd.IsZero() {
+		attrs = append(attrs, slog.Time("sessions_end", c.SessionsEnd))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -26,6 +26,8 @@ var fullCredential = Credential{
 	Database: "orders",
 	Version:  "v-0123",
 	Expires:  time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+
+	SessionsEnd: time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC),
 }
 
 // checkNoPassword fails if out contains the password in any common
@@ -105,7 +107,7 @@ func TestCredentialMarshalJSONRedacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"Username":"app","Password":"[REDACTED]","Host":"db.example.com","Port":5432,"Database":"orders","Version":"v-0123","Expires":"2026-01-02T03:04:05Z"}`
+	want := `{"Username":"app","Password":"[REDACTED]","Host":"db.example.com","Port":5432,"Database":"orders","Version":"v-0123","Expires":"2026-01-02T03:04:05Z","SessionsEnd":"2026-01-03T03:04:05Z"}`
 	if string(out) != want {
 		t.Errorf("json.Marshal = %s, want %s", out, want)
 	}
@@ -120,11 +122,15 @@ func TestCredentialString(t *testing.T) {
 		{Credential{Username: "app", Password: "x"}, `{Username:"app" Password:[REDACTED]}`},
 		{
 			fullCredential,
-			`{Username:"app" Password:[REDACTED] Host:"db.example.com" Port:5432 Database:"orders" Version:"v-0123" Expires:2026-01-02T03:04:05Z}`,
+			`{Username:"app" Password:[REDACTED] Host:"db.example.com" Port:5432 Database:"orders" Version:"v-0123" Expires:2026-01-02T03:04:05Z SessionsEnd:2026-01-03T03:04:05Z}`,
 		},
 		{
 			Credential{Username: "a\"b\n", Password: "x", Expires: time.Date(2026, 1, 2, 4, 4, 5, 0, time.FixedZone("CET", 3600))},
 			`{Username:"a\"b\n" Password:[REDACTED] Expires:2026-01-02T03:04:05Z}`,
+		},
+		{
+			Credential{Username: "app", Password: "x", SessionsEnd: time.Date(2026, 1, 2, 4, 4, 5, 0, time.FixedZone("CET", 3600))},
+			`{Username:"app" Password:[REDACTED] SessionsEnd:2026-01-02T03:04:05Z}`,
 		},
 	}
 	for _, tc := range tests {
@@ -195,6 +201,8 @@ func TestCredentialLogValue(t *testing.T) {
 		"version":  "v-0123",
 		"host":     "db.example.com",
 		"expires":  fullCredential.Expires.String(),
+
+		"sessions_end": fullCredential.SessionsEnd.String(),
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("LogValue = %v, want %v", got, want)
@@ -250,6 +258,7 @@ func TestCredentialSameLogin(t *testing.T) {
 		{"identical", func(*Credential) {}, true},
 		{"new version only", func(c *Credential) { c.Version = "v2" }, true},
 		{"new expiry only", func(c *Credential) { c.Expires = time.Now() }, true},
+		{"new sessions end only (lease renewed)", func(c *Credential) { c.SessionsEnd = time.Now() }, true},
 		{"password", func(c *Credential) { c.Password = "p2" }, false},
 		{"username (alternating users)", func(c *Credential) { c.Username = "app_clone" }, false},
 		{"host", func(c *Credential) { c.Host = "h2" }, false},
