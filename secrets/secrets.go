@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -113,14 +114,36 @@ type Credential struct {
 }
 
 // Validate reports whether c can be used to log in: it must have a non-empty
-// password ([ErrEmptyPassword]) and a port, if set, in 1..65535. An empty
-// Username is allowed: the DSN's user is used then.
+// password ([ErrEmptyPassword]), no NUL byte in Username, Password, Host or
+// Database, and a port, if set, in 1..65535 (both [ErrMalformed], naming the
+// field but not its value). An empty Username is allowed: the DSN's user is
+// used then.
 func (c Credential) Validate() error {
 	if c.Password == "" {
 		return ErrEmptyPassword
 	}
+	for _, f := range [...]struct{ name, value string }{
+		{"username", c.Username},
+		{"password", c.Password},
+		{"host", c.Host},
+		{"database", c.Database},
+	} {
+		if err := refuseNUL(f.value, f.name); err != nil {
+			return err
+		}
+	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("%w: port %d is out of range 1..65535", ErrMalformed, c.Port)
+	}
+	return nil
+}
+
+// refuseNUL returns an error wrapping ErrMalformed that names what if s
+// holds a NUL byte. The PostgreSQL protocol ends its strings at a NUL, so
+// such a value cannot reach the server as it is.
+func refuseNUL(s, what string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrMalformed, what)
 	}
 	return nil
 }
