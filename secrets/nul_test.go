@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -68,4 +69,44 @@ func TestStaticRefusesNUL(t *testing.T) {
 		got, err := Static(c).Fetch(context.Background())
 		wantNULRefused(t, "Static with a NUL in "+f.name, got, err, "static credential: secrets: malformed secret: "+f.name+" contains a NUL byte")
 	}
+}
+
+func TestEnvRefusesNUL(t *testing.T) {
+	for _, f := range nulFields {
+		for _, v := range nulValues {
+			t.Run(f.env+"/"+v.name, func(t *testing.T) {
+				env := map[string]string{"DB_USER": "app", "DB_PASSWORD": "pw", "DB_HOST": "db.example.com", "DB_PORT": "5432", "DB_NAME": "orders"}
+				env[f.env] = v.value
+				got, err := Env(EnvVars{Lookup: mapLookup(env)}).Fetch(context.Background())
+				wantNULRefused(t, "Env", got, err, "env "+f.env+": secrets: malformed secret: value contains a NUL byte")
+
+				// With the trailing line break that Kubernetes often keeps.
+				env[f.env] = v.value + "\n"
+				got, err = Env(EnvVars{Lookup: mapLookup(env)}).Fetch(context.Background())
+				wantNULRefused(t, "Env with a trailing line break", got, err, "env "+f.env+": secrets: malformed secret: value contains a NUL byte")
+			})
+			t.Run("JSON variable/"+f.key+"/"+v.name, func(t *testing.T) {
+				env := map[string]string{"DB_SECRET": nulJSON(f.key, v.value)}
+				got, err := Env(EnvVars{JSON: "DB_SECRET", Lookup: mapLookup(env)}).Fetch(context.Background())
+				wantNULRefused(t, "Env", got, err, fmt.Sprintf("env DB_SECRET: secrets: malformed secret: field %q contains a NUL byte", f.key))
+			})
+		}
+	}
+}
+
+// nulJSON returns an RDS JSON secret whose key field holds value and whose
+// other fields are usable.
+func nulJSON(key, value string) string {
+	return nulJSONKeys(DefaultKeys, key, value)
+}
+
+// nulJSONKeys is nulJSON with the keys named by keys (zero fields mean the
+// default ones).
+func nulJSONKeys(keys Keys, key, value string) string {
+	keys = keys.withDefaults()
+	fields := map[string]any{
+		keys.Username: "app", keys.Password: "pw", keys.Host: "db.example.com", keys.Port: 5432, keys.Database: "orders",
+	}
+	fields[key] = value
+	return mustJSON(fields)
 }
