@@ -3,6 +3,7 @@ package secrets
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,6 +93,57 @@ func TestEnvRefusesNUL(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestFileRefusesNUL(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range nulFields {
+		path := writeFile(t, dir, f.key+".json", nulJSON(f.key, testkit.NULValue)+"\n")
+		for _, format := range []Format{FormatAuto, FormatJSON} {
+			got, err := File(path, WithFormat(format)).Fetch(context.Background())
+			wantNULRefused(t, fmt.Sprintf("File %s with a NUL in %s", format, f.key), got, err,
+				fmt.Sprintf("file %s: secrets: malformed secret: field %q contains a NUL byte", path, f.key))
+		}
+	}
+	for _, v := range nulValues {
+		path := filepath.Join(dir, "plain")
+		writeFile(t, dir, "plain", v.value+"\n")
+		for _, format := range []Format{FormatAuto, FormatPlain} {
+			got, err := File(path, WithFormat(format)).Fetch(context.Background())
+			wantNULRefused(t, fmt.Sprintf("File %s, plain password, %s", format, v.name), got, err,
+				"file "+path+": secrets: malformed secret: plain-text secret contains a NUL byte")
+		}
+	}
+}
+
+func TestParsersRefuseNUL(t *testing.T) {
+	custom := Keys{Username: "user", Password: "pass", Host: "server", Database: "db"}
+	customKey := map[string]string{"username": custom.Username, "password": custom.Password, "host": custom.Host, "dbname": custom.Database}
+	for _, f := range nulFields {
+		for _, v := range nulValues {
+			in := []byte(nulJSON(f.key, v.value))
+			want := fmt.Sprintf("secrets: malformed secret: field %q contains a NUL byte", f.key)
+			got, err := ParseJSON(in, Keys{})
+			wantNULRefused(t, "ParseJSON, "+f.key+", "+v.name, got, err, want)
+			got, err = ParseSecret(in, Keys{})
+			wantNULRefused(t, "ParseSecret, "+f.key+", "+v.name, got, err, want)
+
+			key := customKey[f.key]
+			in = []byte(nulJSONKeys(custom, key, v.value))
+			want = fmt.Sprintf("secrets: malformed secret: field %q contains a NUL byte", key)
+			got, err = ParseJSON(in, custom)
+			wantNULRefused(t, "ParseJSON with custom keys, "+key+", "+v.name, got, err, want)
+		}
+	}
+	for _, v := range nulValues {
+		for _, in := range []string{v.value, v.value + "\n", utf8BOM + v.value + "\r\n"} {
+			got, err := ParseSecret([]byte(in), Keys{})
+			wantNULRefused(t, "ParseSecret, plain password, "+v.name, got, err, "secrets: malformed secret: plain-text secret contains a NUL byte")
+		}
+	}
+	// A raw NUL inside a JSON string is not JSON at all.
+	got, err := ParseJSON([]byte(`{"password":"`+testkit.NULValue+`"}`), Keys{})
+	wantNULRefused(t, "ParseJSON, unescaped NUL", got, err, "secrets: malformed secret: invalid JSON")
 }
 
 // nulJSON returns an RDS JSON secret whose key field holds value and whose

@@ -3,6 +3,7 @@ package awssm_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
@@ -348,6 +350,103 @@ func TestFetchMalformed(t *testing.T) {
 			wantNoSecret(t, "error %#v", fmt.Sprintf("%#v", err), tt.values...)
 			wantCalls(t, srv, 1, 0)
 		})
+	}
+}
+
+// TestFetchRefusesNUL checks that a secret with a NUL byte in a login field,
+// in SecretString or SecretBinary, as RDS JSON or as a plain password, is
+// refused by Fetch and FetchPending with an error wrapping ErrMalformed that
+// names the field. Failure messages name the field and never print the
+// value (see wantNULRefused).
+func TestFetchRefusesNUL(t *testing.T) {
+	const id = "prod/app/db"
+	type nulCase struct {
+		name   string
+		value  string
+		binary bool
+		want   string // a part of the message that names the problem
+	}
+	var cases []nulCase
+	for _, key := range []string{"username", "password", "host", "dbname"} {
+		value := rdsJSONWith(key, testkit.NULValue)
+		want := `secrets: malformed secret: field "` + key + `" contains a NUL byte`
+		cases = append(cases,
+			nulCase{"SecretString JSON " + key, value, false, want},
+			nulCase{"SecretBinary JSON " + key, value, true, want})
+	}
+	for _, value := range []string{testkit.NULValue, testkit.NULValue + "\n", "\x00"} {
+		want := "secrets: malformed secret: plain-text secret contains a NUL byte"
+		cases = append(cases,
+			nulCase{fmt.Sprintf("SecretString plain %d bytes", len(value)), value, false, want},
+			nulCase{fmt.Sprintf("SecretBinary plain %d bytes", len(value)), value, true, want})
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, client := start(t)
+			in := &secretsmanager.CreateSecretInput{Name: aws.String(id)}
+			if tt.binary {
+				in.SecretBinary = []byte(tt.value)
+			} else {
+				in.SecretString = aws.String(tt.value)
+			}
+			created, err := client.CreateSecret(t.Context(), in)
+			if err != nil {
+				t.Fatalf("CreateSecret: %v", err)
+			}
+			srv.ResetCalls()
+			got, err := newSource(t, client, id).Fetch(t.Context())
+			wantNULRefused(t, "Fetch", got, err, tt.want)
+			var e *awssm.Error
+			if errors.As(err, &e) && (e.Op != awssm.OpFetch || e.Stage != awssm.StageCurrent || e.VersionID != aws.ToString(created.VersionId)) {
+				t.Errorf("Error: op %s, stage %s, version %s; want Fetch, AWSCURRENT, %s", e.Op, e.Stage, e.VersionID, aws.ToString(created.VersionId))
+			} else if e == nil {
+				t.Errorf("the error is not an *awssm.Error")
+			}
+			wantCalls(t, srv, 1, 0)
+		})
+	}
+
+	t.Run("pending version", func(t *testing.T) {
+		srv, client := start(t)
+		_, v1 := srv.CreateSecret(id, `{"username":"app","password":"Current-Pw-1"}`)
+		v2 := srv.PutValue(id, rdsJSONWith("password", testkit.NULValue), awssm.StagePending)
+		srv.ResetCalls()
+		rejected := secrets.Credential{Username: "app", Password: "Current-Pw-1", Version: v1}
+		got, err := newSource(t, client, id).FetchPending(t.Context(), rejected)
+		wantNULRefused(t, "FetchPending", got, err, `secrets: malformed secret: field "password" contains a NUL byte`)
+		if errors.Is(err, secrets.ErrNoPending) {
+			t.Errorf("a malformed pending version is not ErrNoPending")
+		}
+		var e *awssm.Error
+		if errors.As(err, &e) && (e.Op != awssm.OpFetchPending || e.Stage != awssm.StagePending || e.VersionID != v2) {
+			t.Errorf("Error: op %s, stage %s, version %s; want FetchPending, AWSPENDING, %s", e.Op, e.Stage, e.VersionID, v2)
+		} else if e == nil {
+			t.Errorf("the error is not an *awssm.Error")
+		}
+		wantCalls(t, srv, 0, 1)
+	})
+}
+
+// rdsJSONWith returns an RDS JSON secret with usable fields, except that
+// key holds value.
+func rdsJSONWith(key, value string) string {
+	fields := map[string]any{"engine": "postgres", "username": "app", "password": "pw", "host": "db.example.com", "port": 5432, "dbname": "orders"}
+	fields[key] = value
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// wantNULRefused fails the test unless err wraps secrets.ErrMalformed, its
+// text contains want and got is the zero Credential, printing no value (see
+// testkit.WantNULRefused).
+func wantNULRefused(t *testing.T, what string, got secrets.Credential, err error, want string) {
+	t.Helper()
+	testkit.WantNULRefused(t, what, err, secrets.ErrMalformed, want)
+	if err != nil && got != (secrets.Credential{}) {
+		t.Errorf("%s: a non-zero credential came with the error", what)
 	}
 }
 
