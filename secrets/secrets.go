@@ -41,8 +41,10 @@ type Source interface {
 // current credential and a fresh Fetch returned that same rejected
 // credential. rejected is the credential that failed. FetchPending returns
 // [ErrNoPending] (possibly wrapped) when the store holds no pending
-// credential. The connector uses a pending credential only after a login
-// with it succeeded.
+// credential. It may return a credential that became current after that
+// Fetch (AWS leaves AWSPENDING on the version finishSecret promotes), which
+// the connector treats as it treats a pending one. The connector uses a
+// pending credential only after a login with it succeeded.
 type PendingSource interface {
 	Source
 	FetchPending(ctx context.Context, rejected Credential) (Credential, error)

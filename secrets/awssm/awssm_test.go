@@ -561,16 +561,33 @@ func TestFetchPending(t *testing.T) {
 		wantCalls(t, srv, 0, 1)
 	})
 
-	t.Run("AWSPENDING left on the AWSCURRENT version", func(t *testing.T) {
+	t.Run("rotation finished since the rejected Fetch", func(t *testing.T) {
 		srv, client := start(t)
 		_, v1 := srv.CreateSecret(id, current)
-		// A finished rotation: the new version carries both labels.
+		// The connector's Fetch read V1 as AWSCURRENT; finishSecret then
+		// moved AWSCURRENT onto V2, which keeps AWSPENDING for a while.
 		v2 := srv.PutValue(id, `{"username":"app","password":"New-Pw-3"}`, awssm.StageCurrent, awssm.StagePending)
 		srv.ResetCalls()
-		// Even with a rejected credential that differs from the pending
-		// one, a finished rotation is not a pending credential.
 		r := rejected
 		r.Version = v1
+		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
+		if err != nil {
+			t.Fatalf("FetchPending = %v; want V2, the new current credential", err)
+		}
+		want := secrets.Credential{Username: "app", Password: "New-Pw-3", Version: v2}
+		if got != want {
+			t.Errorf("FetchPending = %v, want %v (password compared too, not printed)", got, want)
+		}
+		wantCalls(t, srv, 0, 1)
+	})
+
+	t.Run("AWSPENDING left on the AWSCURRENT version, which was rejected", func(t *testing.T) {
+		srv, client := start(t)
+		srv.CreateSecret(id, `{"username":"app","password":"Old-Pw-0"}`)
+		v2 := srv.PutValue(id, current, awssm.StageCurrent, awssm.StagePending)
+		srv.ResetCalls()
+		r := rejected
+		r.Version = v2
 		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
 		if !errors.Is(err, secrets.ErrNoPending) {
 			t.Fatalf("FetchPending = %v, %v; want ErrNoPending", got, err)
@@ -579,7 +596,26 @@ func TestFetchPending(t *testing.T) {
 		if e.VersionID != v2 {
 			t.Errorf("Error.VersionID = %q, want %q", e.VersionID, v2)
 		}
-		wantNoSecret(t, "error", err.Error(), "New-Pw-3", "Current-Pw-1")
+		wantNoSecret(t, "error", err.Error(), "Current-Pw-1")
+		wantCalls(t, srv, 0, 1)
+	})
+
+	t.Run("AWSPENDING left on the AWSCURRENT version, which holds the rejected login", func(t *testing.T) {
+		srv, client := start(t)
+		_, v1 := srv.CreateSecret(id, current)
+		// A rotation that re-issued the same login under a new version.
+		v2 := srv.PutValue(id, current, awssm.StageCurrent, awssm.StagePending)
+		srv.ResetCalls()
+		r := rejected
+		r.Version = v1
+		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
+		if !errors.Is(err, secrets.ErrNoPending) {
+			t.Fatalf("FetchPending = %v, %v; want ErrNoPending", got, err)
+		}
+		if e := wantAs[*awssm.Error](t, err); e.VersionID != v2 {
+			t.Errorf("Error.VersionID = %q, want %q", e.VersionID, v2)
+		}
+		wantNoSecret(t, "error", err.Error(), "Current-Pw-1")
 		wantCalls(t, srv, 0, 1)
 	})
 
@@ -707,11 +743,17 @@ func TestSingleUserRotation(t *testing.T) {
 	if err != nil || after.Version != v2 || after.Password != "P2" {
 		t.Fatalf("Fetch after finishSecret = %v, %v; want %s", after, err, v2)
 	}
-	if _, err := src.FetchPending(ctx, stale); !errors.Is(err, secrets.ErrNoPending) {
-		t.Errorf("FetchPending after finishSecret = %v, want ErrNoPending (AWSPENDING is left on AWSCURRENT)", err)
+	// A caller whose Fetch ran just before finishSecret: AWSPENDING is left
+	// on the new AWSCURRENT version, which is the credential it needs.
+	late, err := src.FetchPending(ctx, stale)
+	if err != nil || late != after || late.Password != "P2" {
+		t.Errorf("FetchPending(stale %s) after finishSecret = %v, %v; want %s, the new current", v1, late, err, v2)
 	}
-	if n := srv.Calls(awssmtest.OpGetSecretValue); n != 6 {
-		t.Errorf("GetSecretValue calls = %d, want 6 (one per Fetch and FetchPending)", n)
+	if _, err := src.FetchPending(ctx, after); !errors.Is(err, secrets.ErrNoPending) {
+		t.Errorf("FetchPending(%s) after finishSecret = %v, want ErrNoPending (AWSPENDING is left on that very AWSCURRENT)", v2, err)
+	}
+	if n := srv.Calls(awssmtest.OpGetSecretValue); n != 7 {
+		t.Errorf("GetSecretValue calls = %d, want 7 (one per Fetch and FetchPending)", n)
 	}
 	if n := srv.Calls(awssmtest.OpDescribeSecret) + srv.Calls(awssmtest.OpListSecretVersionIds); n != 0 {
 		t.Errorf("the source made %d DescribeSecret/ListSecretVersionIds calls, want 0", n)
@@ -957,10 +999,14 @@ func TestWithVersionStage(t *testing.T) {
 	if n := srv.CallsByStage("LIVE"); n != 1 {
 		t.Errorf("GetSecretValue calls for LIVE = %d, want 1", n)
 	}
-	// AWSPENDING on the LIVE version: no pending credential.
+	// AWSPENDING on the LIVE version: no pending credential for the LIVE
+	// one; for another, the LIVE version is its successor.
 	srv.MoveStage("db", awssm.StagePending, vLive)
-	if _, err := src.FetchPending(t.Context(), secrets.Credential{Username: "app", Password: "older"}); !errors.Is(err, secrets.ErrNoPending) {
-		t.Errorf("FetchPending with AWSPENDING on LIVE = %v, want ErrNoPending", err)
+	if _, err := src.FetchPending(t.Context(), got); !errors.Is(err, secrets.ErrNoPending) {
+		t.Errorf("FetchPending(the LIVE credential) with AWSPENDING on LIVE = %v, want ErrNoPending", err)
+	}
+	if p, err := src.FetchPending(t.Context(), secrets.Credential{Username: "app", Password: "older"}); err != nil || p != got {
+		t.Errorf("FetchPending(an older credential) with AWSPENDING on LIVE = %v, %v; want the LIVE version %s", p, err, vLive)
 	}
 	srv.MoveStage("db", "LIVE", "")
 	_, err = src.Fetch(t.Context())
@@ -1062,7 +1108,11 @@ func TestLoggerSeesVersionsNotValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.MoveStage("db", awssm.StageCurrent, v2)
-	if _, err := src.FetchPending(t.Context(), cur); !errors.Is(err, secrets.ErrNoPending) {
+	next, err := src.FetchPending(t.Context(), cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.FetchPending(t.Context(), next); !errors.Is(err, secrets.ErrNoPending) {
 		t.Fatal(err)
 	}
 	srv.PutValue("db", `{"username":"app","password":"Log-Secret-3",}`)
