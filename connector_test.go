@@ -410,6 +410,45 @@ func TestEmptyPasswordIsAnErrorNotAPgpassFallback(t *testing.T) {
 	}
 }
 
+// TestNULIsRefusedBeforeAnyLogin checks that a credential with a NUL byte
+// in a login field, from any source (even a secrets.Func that does not
+// validate), is a *FetchError wrapping secrets.ErrMalformed that names the
+// field, and never reaches the driver: the PostgreSQL protocol would end
+// the value at the NUL. Failure messages print no value.
+func TestNULIsRefusedBeforeAnyLogin(t *testing.T) {
+	for _, field := range []string{"username", "password", "host", "database"} {
+		t.Run(field, func(t *testing.T) {
+			cred := secrets.Credential{Username: "app", Password: "p1", Host: "db.example.com", Database: "orders"}
+			switch field {
+			case "username":
+				cred.Username = testkit.NULValue
+			case "password":
+				cred.Password = testkit.NULValue
+			case "host":
+				cred.Host = testkit.NULValue
+			case "database":
+				cred.Database = testkit.NULValue
+			}
+			db := newFakeDB("app", "p1")
+			src := newFakeSource("app", "p1")
+			src.set(cred)
+			c, logs := newTestConnector(t, db, src)
+			_, err := c.Connect(context.Background())
+			testkit.WantNULRefused(t, "Connect", err, secrets.ErrMalformed, field+" contains a NUL byte")
+			var ferr *FetchError
+			if !errors.As(err, &ferr) || !errors.Is(err, ErrFetchFailed) {
+				t.Errorf("the error is not a *FetchError wrapping ErrFetchFailed")
+			}
+			if db.Dials() != 0 {
+				t.Errorf("a login was attempted with a NUL in the %s", field)
+			}
+			if testkit.ShowsNULValue(logs.String()) {
+				t.Errorf("the log holds the %s value (log withheld)", field)
+			}
+		})
+	}
+}
+
 func TestNonAuthErrorsAreReturnedAsIs(t *testing.T) {
 	db := newFakeDB("app", "p1")
 	tooMany := &pq.Error{Code: pqerror.TooManyConnections, Message: "sorry, too many clients already"}

@@ -47,7 +47,9 @@ type EnvVars struct {
 // that a value starting with '{' is still a password. The other variables
 // are optional: unset or empty leaves the field empty; one trailing line
 // break is removed from each (Kubernetes Secrets created from files often
-// keep it); the port variable must hold a decimal number in 1..65535.
+// keep it); a NUL byte in any of them is an error wrapping [ErrMalformed],
+// as for the password; the port variable must hold a decimal number in
+// 1..65535.
 //
 // Errors name the variable, never its value. Describe returns
 // "env DB_USER/DB_PASSWORD" (or "env <JSON variable>").
@@ -107,21 +109,33 @@ func (s envSource) Fetch(ctx context.Context) (Credential, error) {
 	if err != nil {
 		return Credential{}, fmt.Errorf("env %s: %w", v.Password, err)
 	}
-	c := Credential{
-		Username: s.optional(v.Username),
-		Password: password,
-		Host:     s.optional(v.Host),
-		Database: s.optional(v.Database),
+	c := Credential{Password: password}
+	if c.Username, err = s.optional(v.Username); err != nil {
+		return Credential{}, err
 	}
-	if c.Port, err = parsePort(s.optional(v.Port), "value"); err != nil {
+	if c.Host, err = s.optional(v.Host); err != nil {
+		return Credential{}, err
+	}
+	if c.Database, err = s.optional(v.Database); err != nil {
+		return Credential{}, err
+	}
+	port, err := s.optional(v.Port)
+	if err != nil {
+		return Credential{}, err
+	}
+	if c.Port, err = parsePort(port, "value"); err != nil {
 		return Credential{}, fmt.Errorf("env %s: %w", v.Port, err)
 	}
 	return c, nil
 }
 
 // optional returns the value of the variable name, without one trailing
-// line break, or "" if it is not set.
-func (s envSource) optional(name string) string {
+// line break, or "" if it is not set. A value holding a NUL byte is an
+// error that names the variable.
+func (s envSource) optional(name string) (string, error) {
 	value, _ := s.vars.Lookup(name)
-	return trimOneNewline(value)
+	if err := refuseNUL(value, "value"); err != nil {
+		return "", fmt.Errorf("env %s: %w", name, err)
+	}
+	return trimOneNewline(value), nil
 }

@@ -207,8 +207,8 @@ func stringField(fields map[string]json.RawMessage, key string) (value string, p
 		// Unmarshal. Do not let the decoder's text through all the same.
 		return "", true, fmt.Errorf("%w: field %q is not a valid JSON string", ErrMalformed, key)
 	}
-	if strings.IndexByte(value, 0) >= 0 {
-		return "", true, fmt.Errorf("%w: field %q contains a NUL byte", ErrMalformed, key)
+	if err := refuseNUL(value, "field "+strconv.Quote(key)); err != nil {
+		return "", true, err
 	}
 	return value, true, nil
 }
@@ -311,8 +311,8 @@ func plainPassword(s, what string) (string, error) {
 	if strings.ContainsAny(s, "\r\n") {
 		return "", fmt.Errorf("%w: %s contains a line break (only one trailing line break is allowed)", ErrMalformed, what)
 	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return "", fmt.Errorf("%w: %s contains a NUL byte", ErrMalformed, what)
+	if err := refuseNUL(s, what); err != nil {
+		return "", err
 	}
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("%w: %s is not valid UTF-8", ErrMalformed, what)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -40,8 +41,10 @@ type Source interface {
 // current credential and a fresh Fetch returned that same rejected
 // credential. rejected is the credential that failed. FetchPending returns
 // [ErrNoPending] (possibly wrapped) when the store holds no pending
-// credential. The connector uses a pending credential only after a login
-// with it succeeded.
+// credential. It may return a credential that became current after that
+// Fetch (AWS leaves AWSPENDING on the version finishSecret promotes), which
+// the connector treats as it treats a pending one. The connector uses a
+// pending credential only after a login with it succeeded.
 type PendingSource interface {
 	Source
 	FetchPending(ctx context.Context, rejected Credential) (Credential, error)
@@ -113,14 +116,36 @@ type Credential struct {
 }
 
 // Validate reports whether c can be used to log in: it must have a non-empty
-// password ([ErrEmptyPassword]) and a port, if set, in 1..65535. An empty
-// Username is allowed: the DSN's user is used then.
+// password ([ErrEmptyPassword]), no NUL byte in Username, Password, Host or
+// Database, and a port, if set, in 1..65535 (both [ErrMalformed], naming the
+// field but not its value). An empty Username is allowed: the DSN's user is
+// used then.
 func (c Credential) Validate() error {
 	if c.Password == "" {
 		return ErrEmptyPassword
 	}
+	for _, f := range [...]struct{ name, value string }{
+		{"username", c.Username},
+		{"password", c.Password},
+		{"host", c.Host},
+		{"database", c.Database},
+	} {
+		if err := refuseNUL(f.value, f.name); err != nil {
+			return err
+		}
+	}
 	if c.Port < 0 || c.Port > 65535 {
 		return fmt.Errorf("%w: port %d is out of range 1..65535", ErrMalformed, c.Port)
+	}
+	return nil
+}
+
+// refuseNUL returns an error wrapping ErrMalformed that names what if s
+// holds a NUL byte. The PostgreSQL protocol ends its strings at a NUL, so
+// such a value cannot reach the server as it is.
+func refuseNUL(s, what string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrMalformed, what)
 	}
 	return nil
 }

@@ -136,10 +136,16 @@ func (s *Source) Fetch(ctx context.Context) (secrets.Credential, error) {
 // GetSecretValue call. It returns an *Error wrapping [secrets.ErrNoPending]
 // if no version carries the label or the pending version has no value yet
 // (both answered by Secrets Manager with ResourceNotFoundException, which
-// stays reachable with errors.As), if the pending version also carries the
-// label Fetch reads (a finished rotation leaves AWSPENDING on the new
-// AWSCURRENT version), or if it is the version or the login of rejected.
-// Any other failure is an *Error as for Fetch.
+// stays reachable with errors.As), or if the pending version is the version
+// or holds the login of rejected. Any other failure is an *Error as for
+// Fetch.
+//
+// A pending version that also carries the label Fetch reads (AWSCURRENT by
+// default) is returned like any other when it is neither rejected's version
+// nor its login: finishSecret moved AWSCURRENT onto it after the Fetch that
+// returned rejected (AWSPENDING stays on the new version for a while), so
+// it is the new current credential. When it is rejected's version or login,
+// the rotation finished before that Fetch and nothing is pending.
 func (s *Source) FetchPending(ctx context.Context, rejected secrets.Credential) (secrets.Credential, error) {
 	fail := func(version string, err error) (secrets.Credential, error) {
 		return secrets.Credential{}, &Error{SecretID: s.secretID, Op: OpFetchPending, Stage: StagePending, VersionID: version, Err: err}
@@ -163,10 +169,13 @@ func (s *Source) FetchPending(ctx context.Context, rejected secrets.Credential) 
 		return fail("", err)
 	}
 	version := aws.ToString(out.VersionId)
-	if slices.Contains(out.VersionStages, s.stage) {
-		return noPending(version, "the "+StagePending+" version is also "+s.stage+" (no rotation in progress)")
-	}
+	// Labelled AWSCURRENT too: the rotation has finished, before or after
+	// the Fetch that returned rejected; only rejected can tell which.
+	finished := slices.Contains(out.VersionStages, s.stage)
 	if version != "" && version == rejected.Version {
+		if finished {
+			return noPending(version, "the "+StagePending+" version is also "+s.stage+" (no rotation in progress)")
+		}
 		return noPending(version, "the "+StagePending+" version is the rejected one")
 	}
 	cred, err := s.parse(out)
@@ -178,7 +187,11 @@ func (s *Source) FetchPending(ctx context.Context, rejected secrets.Credential) 
 	if cred.SameLogin(rejected) {
 		return noPending(version, "the "+StagePending+" version holds the rejected login")
 	}
-	s.log.LogAttrs(ctx, slog.LevelDebug, "awssm: fetched secret",
+	msg := "awssm: fetched secret"
+	if finished {
+		msg = "awssm: fetched secret; the rotation finished since the rejected credential was fetched"
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, msg,
 		slog.String("stage", StagePending), slog.String("version", version))
 	return cred, nil
 }

@@ -3,6 +3,7 @@ package awssm_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
@@ -351,6 +353,103 @@ func TestFetchMalformed(t *testing.T) {
 	}
 }
 
+// TestFetchRefusesNUL checks that a secret with a NUL byte in a login field,
+// in SecretString or SecretBinary, as RDS JSON or as a plain password, is
+// refused by Fetch and FetchPending with an error wrapping ErrMalformed that
+// names the field. Failure messages name the field and never print the
+// value (see wantNULRefused).
+func TestFetchRefusesNUL(t *testing.T) {
+	const id = "prod/app/db"
+	type nulCase struct {
+		name   string
+		value  string
+		binary bool
+		want   string // a part of the message that names the problem
+	}
+	var cases []nulCase
+	for _, key := range []string{"username", "password", "host", "dbname"} {
+		value := rdsJSONWith(key, testkit.NULValue)
+		want := `secrets: malformed secret: field "` + key + `" contains a NUL byte`
+		cases = append(cases,
+			nulCase{"SecretString JSON " + key, value, false, want},
+			nulCase{"SecretBinary JSON " + key, value, true, want})
+	}
+	for _, value := range []string{testkit.NULValue, testkit.NULValue + "\n", "\x00"} {
+		want := "secrets: malformed secret: plain-text secret contains a NUL byte"
+		cases = append(cases,
+			nulCase{fmt.Sprintf("SecretString plain %d bytes", len(value)), value, false, want},
+			nulCase{fmt.Sprintf("SecretBinary plain %d bytes", len(value)), value, true, want})
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, client := start(t)
+			in := &secretsmanager.CreateSecretInput{Name: aws.String(id)}
+			if tt.binary {
+				in.SecretBinary = []byte(tt.value)
+			} else {
+				in.SecretString = aws.String(tt.value)
+			}
+			created, err := client.CreateSecret(t.Context(), in)
+			if err != nil {
+				t.Fatalf("CreateSecret: %v", err)
+			}
+			srv.ResetCalls()
+			got, err := newSource(t, client, id).Fetch(t.Context())
+			wantNULRefused(t, "Fetch", got, err, tt.want)
+			var e *awssm.Error
+			if errors.As(err, &e) && (e.Op != awssm.OpFetch || e.Stage != awssm.StageCurrent || e.VersionID != aws.ToString(created.VersionId)) {
+				t.Errorf("Error: op %s, stage %s, version %s; want Fetch, AWSCURRENT, %s", e.Op, e.Stage, e.VersionID, aws.ToString(created.VersionId))
+			} else if e == nil {
+				t.Errorf("the error is not an *awssm.Error")
+			}
+			wantCalls(t, srv, 1, 0)
+		})
+	}
+
+	t.Run("pending version", func(t *testing.T) {
+		srv, client := start(t)
+		_, v1 := srv.CreateSecret(id, `{"username":"app","password":"Current-Pw-1"}`)
+		v2 := srv.PutValue(id, rdsJSONWith("password", testkit.NULValue), awssm.StagePending)
+		srv.ResetCalls()
+		rejected := secrets.Credential{Username: "app", Password: "Current-Pw-1", Version: v1}
+		got, err := newSource(t, client, id).FetchPending(t.Context(), rejected)
+		wantNULRefused(t, "FetchPending", got, err, `secrets: malformed secret: field "password" contains a NUL byte`)
+		if errors.Is(err, secrets.ErrNoPending) {
+			t.Errorf("a malformed pending version is not ErrNoPending")
+		}
+		var e *awssm.Error
+		if errors.As(err, &e) && (e.Op != awssm.OpFetchPending || e.Stage != awssm.StagePending || e.VersionID != v2) {
+			t.Errorf("Error: op %s, stage %s, version %s; want FetchPending, AWSPENDING, %s", e.Op, e.Stage, e.VersionID, v2)
+		} else if e == nil {
+			t.Errorf("the error is not an *awssm.Error")
+		}
+		wantCalls(t, srv, 0, 1)
+	})
+}
+
+// rdsJSONWith returns an RDS JSON secret with usable fields, except that
+// key holds value.
+func rdsJSONWith(key, value string) string {
+	fields := map[string]any{"engine": "postgres", "username": "app", "password": "pw", "host": "db.example.com", "port": 5432, "dbname": "orders"}
+	fields[key] = value
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// wantNULRefused fails the test unless err wraps secrets.ErrMalformed, its
+// text contains want and got is the zero Credential, printing no value (see
+// testkit.WantNULRefused).
+func wantNULRefused(t *testing.T, what string, got secrets.Credential, err error, want string) {
+	t.Helper()
+	testkit.WantNULRefused(t, what, err, secrets.ErrMalformed, want)
+	if err != nil && got != (secrets.Credential{}) {
+		t.Errorf("%s: a non-zero credential came with the error", what)
+	}
+}
+
 func TestFetchSecretNotFound(t *testing.T) {
 	srv, client := start(t)
 	_, err := newSource(t, client, "prod/missing").Fetch(t.Context())
@@ -462,16 +561,33 @@ func TestFetchPending(t *testing.T) {
 		wantCalls(t, srv, 0, 1)
 	})
 
-	t.Run("AWSPENDING left on the AWSCURRENT version", func(t *testing.T) {
+	t.Run("rotation finished since the rejected Fetch", func(t *testing.T) {
 		srv, client := start(t)
 		_, v1 := srv.CreateSecret(id, current)
-		// A finished rotation: the new version carries both labels.
+		// The connector's Fetch read V1 as AWSCURRENT; finishSecret then
+		// moved AWSCURRENT onto V2, which keeps AWSPENDING for a while.
 		v2 := srv.PutValue(id, `{"username":"app","password":"New-Pw-3"}`, awssm.StageCurrent, awssm.StagePending)
 		srv.ResetCalls()
-		// Even with a rejected credential that differs from the pending
-		// one, a finished rotation is not a pending credential.
 		r := rejected
 		r.Version = v1
+		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
+		if err != nil {
+			t.Fatalf("FetchPending = %v; want V2, the new current credential", err)
+		}
+		want := secrets.Credential{Username: "app", Password: "New-Pw-3", Version: v2}
+		if got != want {
+			t.Errorf("FetchPending = %v, want %v (password compared too, not printed)", got, want)
+		}
+		wantCalls(t, srv, 0, 1)
+	})
+
+	t.Run("AWSPENDING left on the AWSCURRENT version, which was rejected", func(t *testing.T) {
+		srv, client := start(t)
+		srv.CreateSecret(id, `{"username":"app","password":"Old-Pw-0"}`)
+		v2 := srv.PutValue(id, current, awssm.StageCurrent, awssm.StagePending)
+		srv.ResetCalls()
+		r := rejected
+		r.Version = v2
 		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
 		if !errors.Is(err, secrets.ErrNoPending) {
 			t.Fatalf("FetchPending = %v, %v; want ErrNoPending", got, err)
@@ -480,7 +596,26 @@ func TestFetchPending(t *testing.T) {
 		if e.VersionID != v2 {
 			t.Errorf("Error.VersionID = %q, want %q", e.VersionID, v2)
 		}
-		wantNoSecret(t, "error", err.Error(), "New-Pw-3", "Current-Pw-1")
+		wantNoSecret(t, "error", err.Error(), "Current-Pw-1")
+		wantCalls(t, srv, 0, 1)
+	})
+
+	t.Run("AWSPENDING left on the AWSCURRENT version, which holds the rejected login", func(t *testing.T) {
+		srv, client := start(t)
+		_, v1 := srv.CreateSecret(id, current)
+		// A rotation that re-issued the same login under a new version.
+		v2 := srv.PutValue(id, current, awssm.StageCurrent, awssm.StagePending)
+		srv.ResetCalls()
+		r := rejected
+		r.Version = v1
+		got, err := newSource(t, client, id).FetchPending(t.Context(), r)
+		if !errors.Is(err, secrets.ErrNoPending) {
+			t.Fatalf("FetchPending = %v, %v; want ErrNoPending", got, err)
+		}
+		if e := wantAs[*awssm.Error](t, err); e.VersionID != v2 {
+			t.Errorf("Error.VersionID = %q, want %q", e.VersionID, v2)
+		}
+		wantNoSecret(t, "error", err.Error(), "Current-Pw-1")
 		wantCalls(t, srv, 0, 1)
 	})
 
@@ -608,11 +743,17 @@ func TestSingleUserRotation(t *testing.T) {
 	if err != nil || after.Version != v2 || after.Password != "P2" {
 		t.Fatalf("Fetch after finishSecret = %v, %v; want %s", after, err, v2)
 	}
-	if _, err := src.FetchPending(ctx, stale); !errors.Is(err, secrets.ErrNoPending) {
-		t.Errorf("FetchPending after finishSecret = %v, want ErrNoPending (AWSPENDING is left on AWSCURRENT)", err)
+	// A caller whose Fetch ran just before finishSecret: AWSPENDING is left
+	// on the new AWSCURRENT version, which is the credential it needs.
+	late, err := src.FetchPending(ctx, stale)
+	if err != nil || late != after || late.Password != "P2" {
+		t.Errorf("FetchPending(stale %s) after finishSecret = %v, %v; want %s, the new current", v1, late, err, v2)
 	}
-	if n := srv.Calls(awssmtest.OpGetSecretValue); n != 6 {
-		t.Errorf("GetSecretValue calls = %d, want 6 (one per Fetch and FetchPending)", n)
+	if _, err := src.FetchPending(ctx, after); !errors.Is(err, secrets.ErrNoPending) {
+		t.Errorf("FetchPending(%s) after finishSecret = %v, want ErrNoPending (AWSPENDING is left on that very AWSCURRENT)", v2, err)
+	}
+	if n := srv.Calls(awssmtest.OpGetSecretValue); n != 7 {
+		t.Errorf("GetSecretValue calls = %d, want 7 (one per Fetch and FetchPending)", n)
 	}
 	if n := srv.Calls(awssmtest.OpDescribeSecret) + srv.Calls(awssmtest.OpListSecretVersionIds); n != 0 {
 		t.Errorf("the source made %d DescribeSecret/ListSecretVersionIds calls, want 0", n)
@@ -858,10 +999,14 @@ func TestWithVersionStage(t *testing.T) {
 	if n := srv.CallsByStage("LIVE"); n != 1 {
 		t.Errorf("GetSecretValue calls for LIVE = %d, want 1", n)
 	}
-	// AWSPENDING on the LIVE version: no pending credential.
+	// AWSPENDING on the LIVE version: no pending credential for the LIVE
+	// one; for another, the LIVE version is its successor.
 	srv.MoveStage("db", awssm.StagePending, vLive)
-	if _, err := src.FetchPending(t.Context(), secrets.Credential{Username: "app", Password: "older"}); !errors.Is(err, secrets.ErrNoPending) {
-		t.Errorf("FetchPending with AWSPENDING on LIVE = %v, want ErrNoPending", err)
+	if _, err := src.FetchPending(t.Context(), got); !errors.Is(err, secrets.ErrNoPending) {
+		t.Errorf("FetchPending(the LIVE credential) with AWSPENDING on LIVE = %v, want ErrNoPending", err)
+	}
+	if p, err := src.FetchPending(t.Context(), secrets.Credential{Username: "app", Password: "older"}); err != nil || p != got {
+		t.Errorf("FetchPending(an older credential) with AWSPENDING on LIVE = %v, %v; want the LIVE version %s", p, err, vLive)
 	}
 	srv.MoveStage("db", "LIVE", "")
 	_, err = src.Fetch(t.Context())
@@ -963,7 +1108,11 @@ func TestLoggerSeesVersionsNotValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.MoveStage("db", awssm.StageCurrent, v2)
-	if _, err := src.FetchPending(t.Context(), cur); !errors.Is(err, secrets.ErrNoPending) {
+	next, err := src.FetchPending(t.Context(), cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.FetchPending(t.Context(), next); !errors.Is(err, secrets.ErrNoPending) {
 		t.Fatal(err)
 	}
 	srv.PutValue("db", `{"username":"app","password":"Log-Secret-3",}`)

@@ -38,9 +38,11 @@
 // has succeeded. FetchPending returns an error wrapping
 // [secrets.ErrNoPending] when no version carries AWSPENDING, when the
 // pending version has no value yet (the rotation has not reached its
-// createSecret step), when AWSPENDING is still on the AWSCURRENT version (AWS
-// leaves it there after a rotation finishes) and when the pending version
-// holds the very login the database rejected.
+// createSecret step) and when the pending version is the very version or
+// holds the very login the database rejected. AWS leaves AWSPENDING on the
+// new AWSCURRENT version for a while after finishSecret: if that version is
+// not the rejected one, finishSecret ran after the connector's Fetch, and
+// FetchPending returns it, the new current credential.
 //
 // With alternating-users rotation the username changes with every version;
 // username and password are always returned together from one version, so
