@@ -7,6 +7,10 @@
 // server listens only on 127.0.0.1, on a free port, and is meant to be thrown
 // away: fsync is off and the superuser password appears in SuperDSN.
 //
+// With Options.TLS the server also runs with ssl=on, with a certificate
+// signed by a CA generated for it, and accepts TCP logins over TLS only;
+// clients verify it with sslmode=verify-full (see Server.SSLParams).
+//
 // No error returned by this package contains a password.
 package pgserver
 
@@ -53,6 +57,14 @@ type Options struct {
 	// BinDir, if set, is the only directory searched for initdb, pg_ctl and
 	// postgres.
 	BinDir string
+	// TLS makes the server run with ssl=on, with a certificate for
+	// 127.0.0.1 and localhost signed by a CA generated for this server
+	// alone (its certificate is at Server.RootCertPath), and makes
+	// pg_hba.conf accept TCP logins only over TLS (hostssl, scram-sha-256):
+	// a login without TLS is refused with SQLSTATE 28000. SuperDSN, DSN and
+	// the Admin pool then use sslmode=verify-full. ExtraConf may not set
+	// ssl, ssl_cert_file, ssl_key_file or ssl_ca_file.
+	TLS bool
 }
 
 // Server is a running PostgreSQL server, started by Start or wrapped by
@@ -74,6 +86,7 @@ type Server struct {
 
 	superDSN string
 	secret   string // superuser password, scrubbed from errors
+	rootCert string // the CA certificate's path; set only with Options.TLS
 	external bool
 	binDir   string
 	runAs    *user.User // non-nil when commands run through runuser
@@ -92,15 +105,18 @@ type Server struct {
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	begin := time.Now()
 	s := &Server{Host: "127.0.0.1", SuperUser: "postgres", opts: opts}
-	var err error
-	if s.binDir, err = findBinDir(opts.BinDir); err != nil {
-		return nil, err
-	}
 	for k := range opts.ExtraConf {
 		if k == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyz0123456789_.") != "" ||
 			k == "port" || k == "listen_addresses" || k == "unix_socket_directories" {
 			return nil, fmt.Errorf("pgserver: invalid ExtraConf key %q", k)
 		}
+		if opts.TLS && slices.Contains(tlsConfKeys, k) {
+			return nil, fmt.Errorf("pgserver: ExtraConf key %q conflicts with Options.TLS", k)
+		}
+	}
+	var err error
+	if s.binDir, err = findBinDir(opts.BinDir); err != nil {
+		return nil, err
 	}
 	if os.Geteuid() == 0 {
 		if s.runAs, err = user.Lookup("postgres"); err != nil {
@@ -148,6 +164,14 @@ func (s *Server) start(ctx context.Context) error {
 	_ = os.Remove(pwfile)
 	if err != nil {
 		return err
+	}
+	if s.opts.TLS {
+		if err := s.writeTLSFiles(); err != nil {
+			return err
+		}
+		if err := s.WriteHBA(tlsHBA); err != nil {
+			return err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		if s.Port, err = freePort(); err != nil {
@@ -202,18 +226,41 @@ func External(dsn string) (*Server, error) {
 func (s *Server) SuperDSN() string { return s.superDSN }
 
 // DSN returns a key=value DSN for user and password on database dbname
-// ("postgres" if empty), with every value quoted and sslmode=disable. An empty
-// password is left out.
+// ("postgres" if empty), with every value quoted and the parameters of
+// SSLParams. An empty password is left out.
 func (s *Server) DSN(user, password, dbname string) string {
 	if dbname == "" {
 		dbname = "postgres"
 	}
-	kv := [][2]string{{"host", s.Host}, {"port", strconv.Itoa(s.Port)}, {"user", user}, {"password", password}, {"dbname", dbname}, {"sslmode", "disable"}}
+	kv := [][2]string{{"host", s.Host}, {"port", strconv.Itoa(s.Port)}, {"user", user}, {"password", password}, {"dbname", dbname}}
+	if password == "" {
+		kv = slices.Delete(kv, 3, 4)
+	}
+	return formatDSN(append(kv, s.sslParams()...))
+}
+
+// RootCertPath returns the path of the PEM certificate of the CA that signed
+// the server's certificate, for sslrootcert; empty unless the server was
+// started with Options.TLS.
+func (s *Server) RootCertPath() string { return s.rootCert }
+
+// SSLParams returns the key=value DSN parameters a client needs to reach
+// the server: for a server started with Options.TLS, "sslmode='verify-full'
+// sslrootcert='<RootCertPath>'", to use with host 127.0.0.1 or localhost
+// (the names the certificate holds); otherwise "sslmode='disable'".
+func (s *Server) SSLParams() string { return formatDSN(s.sslParams()) }
+
+func (s *Server) sslParams() [][2]string {
+	if s.rootCert == "" {
+		return [][2]string{{"sslmode", "disable"}}
+	}
+	return [][2]string{{"sslmode", "verify-full"}, {"sslrootcert", s.rootCert}}
+}
+
+// formatDSN joins key=value pairs with every value quoted.
+func formatDSN(kv [][2]string) string {
 	var b strings.Builder
 	for _, p := range kv {
-		if p[0] == "password" && p[1] == "" {
-			continue
-		}
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
@@ -401,11 +448,29 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
+// tlsConfKeys are the settings Options.TLS makes, which ExtraConf may not.
+var tlsConfKeys = []string{"ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file"}
+
+// tlsHBA is pg_hba.conf for a server with Options.TLS: TCP logins on
+// 127.0.0.1 only over TLS, an explicit reject for the others so that the
+// server's message says why, and the unix socket as initdb sets it up.
+var tlsHBA = []string{
+	"# TYPE     DATABASE  USER  ADDRESS       METHOD",
+	"local      all       all                 scram-sha-256",
+	"hostssl    all       all   127.0.0.1/32  scram-sha-256",
+	"hostnossl  all       all   127.0.0.1/32  reject",
+}
+
 // serverOpts returns pg_ctl's -o value; pg_ctl passes it through sh, so
 // every word is shell-quoted.
 func (s *Server) serverOpts() string {
 	words := []string{"-p", strconv.Itoa(s.Port), "-k", s.Dir}
 	conf := map[string]string{"listen_addresses": "127.0.0.1", "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+	if s.opts.TLS {
+		conf["ssl"] = "on"
+		conf["ssl_cert_file"] = filepath.Join(s.Dir, serverCertFile)
+		conf["ssl_key_file"] = filepath.Join(s.Dir, serverKeyFile)
+	}
 	maps.Copy(conf, s.opts.ExtraConf)
 	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		words = append(words, "-c", k+"="+conf[k])

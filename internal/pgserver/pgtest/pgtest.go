@@ -11,6 +11,11 @@
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 //
 // so that the shared server is stopped when its tests are done.
+//
+// SharedTLS is Shared for a server that accepts TCP logins over TLS only
+// (see [pgserver.Options.TLS]). It is always a throwaway server, even when
+// ROTATING_TEST_PG_DSN is set, since only a server started here has the
+// test CA.
 package pgtest
 
 import (
@@ -42,7 +47,7 @@ func Server(t testing.TB) *pgserver.Server {
 	t.Helper()
 	s, err := open(t.Logf)
 	if err != nil {
-		fail(t, err)
+		fail(t, err, externalHint)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -57,11 +62,31 @@ func Server(t testing.TB) *pgserver.Server {
 	return s
 }
 
+// sharedServer is a server shared by the tests of a test binary, started by
+// open on first use and stopped by Main.
+type sharedServer struct {
+	what string // for messages: "PostgreSQL server", "TLS PostgreSQL server"
+	open func() (*pgserver.Server, error)
+	hint string // for the skip message when the binaries are missing
+
+	srv *pgserver.Server // guarded by sharedMu, as is err
+	err error
+}
+
+// externalHint ends the skip message of a server that could have been an
+// external one.
+const externalHint = " (or set " + EnvDSN + " to a superuser DSN)"
+
 var (
 	mainActive atomic.Bool
-	sharedMu   sync.Mutex
-	shared     *pgserver.Server
-	sharedErr  error
+	sharedMu   sync.Mutex // guards the srv and err of every sharedServer
+
+	shared = &sharedServer{
+		what: "PostgreSQL server",
+		open: func() (*pgserver.Server, error) { return open(nil) },
+		hint: externalHint,
+	}
+	sharedTLS = &sharedServer{what: "TLS PostgreSQL server", open: openTLS}
 )
 
 // Shared returns the server shared by all tests of this test binary,
@@ -70,44 +95,64 @@ var (
 // must not Stop or Restart the shared server.
 func Shared(t testing.TB) *pgserver.Server {
 	t.Helper()
+	return shared.get(t, "pgtest.Shared")
+}
+
+// SharedTLS is Shared for a server started with [pgserver.Options.TLS]: it
+// accepts TCP logins over TLS only, and clients verify it with
+// sslmode=verify-full (see [pgserver.Server.SSLParams]). It is a second
+// server, not Shared's, and always a throwaway one: an external server
+// (ROTATING_TEST_PG_DSN) does not have the test CA.
+func SharedTLS(t testing.TB) *pgserver.Server {
+	t.Helper()
+	return sharedTLS.get(t, "pgtest.SharedTLS")
+}
+
+func (s *sharedServer) get(t testing.TB, fn string) *pgserver.Server {
+	t.Helper()
 	if !mainActive.Load() {
-		t.Fatal("pgtest.Shared needs the package's TestMain to call pgtest.Main: " +
+		t.Fatal(fn + " needs the package's TestMain to call pgtest.Main: " +
 			"func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }")
 	}
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if shared == nil && sharedErr == nil {
-		shared, sharedErr = open(nil)
+	if s.srv == nil && s.err == nil {
+		s.srv, s.err = s.open()
 	}
-	if sharedErr != nil {
-		fail(t, sharedErr)
+	if s.err != nil {
+		fail(t, s.err, s.hint)
 	}
+	srv := s.srv
 	t.Cleanup(func() {
 		if t.Failed() {
-			if log := shared.ServerLog(); log != "" {
-				t.Logf("PostgreSQL server log (tail):\n%s", log)
+			if log := srv.ServerLog(); log != "" {
+				t.Logf("%s log (tail):\n%s", s.what, log)
 			}
 		}
 	})
-	return shared
+	return srv
 }
 
-// Main runs the tests and then stops the server Shared started, if any. It
-// returns the exit code for os.Exit, made non-zero if stopping fails.
+// Main runs the tests and then stops the servers Shared and SharedTLS
+// started, if any. It returns the exit code for os.Exit, made non-zero if
+// stopping fails.
 func Main(m *testing.M) int {
 	mainActive.Store(true)
 	code := m.Run()
 	mainActive.Store(false)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if shared != nil {
-		if err := shared.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "pgtest: stop shared PostgreSQL server: %v\n", err)
+	for _, s := range []*sharedServer{shared, sharedTLS} {
+		if s.srv == nil {
+			continue
+		}
+		if err := s.srv.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: stop shared %s: %v\n", s.what, err)
 			if code == 0 {
 				code = 1
 			}
 		}
-		shared = nil
+		s.srv = nil
 	}
 	return code
 }
@@ -151,11 +196,19 @@ func open(logf func(string, ...any)) (*pgserver.Server, error) {
 	return pgserver.Start(ctx, pgserver.Options{Logf: logf})
 }
 
-// fail skips or fails t for a server that could not be had.
-func fail(t testing.TB, err error) {
+// openTLS starts a throwaway server with TLS.
+func openTLS() (*pgserver.Server, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	return pgserver.Start(ctx, pgserver.Options{TLS: true})
+}
+
+// fail skips or fails t for a server that could not be had; hint follows
+// the skip message.
+func fail(t testing.TB, err error, hint string) {
 	t.Helper()
 	if errors.Is(err, pgserver.ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skipf("skipping: %v (or set %s to a superuser DSN)", err, EnvDSN)
+		t.Skipf("skipping: %v%s", err, hint)
 	}
 	t.Fatalf("pgtest: no PostgreSQL server: %v", err)
 }

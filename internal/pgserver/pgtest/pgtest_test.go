@@ -39,3 +39,20 @@ func TestUniqueName(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedTLS(t *testing.T) {
+	a, b := pgtest.SharedTLS(t), pgtest.SharedTLS(t)
+	if a != b {
+		t.Fatal("SharedTLS returned two servers")
+	}
+	if a == pgtest.Shared(t) {
+		t.Fatal("SharedTLS returned Shared's server")
+	}
+	if a.RootCertPath() == "" {
+		t.Fatal("SharedTLS server has no RootCertPath: it was not started with TLS")
+	}
+	var ssl bool
+	if err := a.Admin().QueryRowContext(t.Context(), "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl); err != nil || !ssl {
+		t.Errorf("admin session on the SharedTLS server: ssl = %v, %v; want true", ssl, err)
+	}
+}

@@ -1,0 +1,274 @@
+package integration
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets"
+)
+
+// The tests in this file run against pgtest.SharedTLS: a server that takes
+// TCP logins over TLS only, as production does, reached with
+// sslmode=verify-full and the test CA.
+
+// tlsDSN returns a key=value DSN for srv with the endpoint and the
+// verify-full parameters only; user and password come from the source.
+func tlsDSN(srv *pgserver.Server) string {
+	return fmt.Sprintf("host=%s port=%d dbname=postgres %s", srv.Host, srv.Port, srv.SSLParams())
+}
+
+// sessionTLS reports whether the session that runs the query is encrypted,
+// as the server sees it, and with which protocol version.
+func sessionTLS(ctx context.Context, db *sql.DB) (ssl bool, version string, err error) {
+	var v sql.NullString
+	err = db.QueryRowContext(ctx, "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl, &v)
+	return ssl, v.String, err
+}
+
+// createTLSLoadTable is createLoadTable with one more column, filled by the
+// server on every insert with whether the inserting session is encrypted,
+// so that the table itself proves each acknowledged statement ran over
+// TLS. The function and the table belong to the test's role.
+func createTLSLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
+	t.Helper()
+	table := pgtest.UniqueName(t, "t")
+	mustExec(ctx, t, db, "CREATE FUNCTION "+table+"_tls() RETURNS boolean LANGUAGE sql STABLE "+
+		"AS 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()'")
+	mustExec(ctx, t, db, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL, "+
+		"tls boolean DEFAULT "+table+"_tls())")
+	return table
+}
+
+// TestTLSRunbookRotation is TestRunbookRotation over verify-full TLS: the
+// DBA runs ALTER ROLE, the store is updated 300 ms later, three times, while
+// 16 workers insert, each statement on a new TLS login. No statement may
+// fail, no acknowledged row may be lost, and every row must have been
+// inserted by an encrypted session.
+func TestTLSRunbookRotation(t *testing.T) {
+	srv := pgtest.SharedTLS(t)
+	role, pw := newRole(t, srv)
+	src := newCountingSource("tls-runbook", secrets.Credential{Username: role, Password: pw})
+	logger, logs := newLogger()
+	c := newConnector(t, tlsDSN(srv), src, rotating.WithLogger(logger))
+	db := openDB(t, c)
+	db.SetMaxIdleConns(0) // every statement logs in anew, with a TLS handshake
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	table := createTLSLoadTable(ctx, t, db)
+	if ssl, version, err := sessionTLS(ctx, db); err != nil || !ssl {
+		t.Fatalf("first session through the connector: ssl = %v, %v; want an encrypted session", ssl, err)
+	} else {
+		t.Logf("sessions through the connector use %s", version)
+	}
+
+	const workers, rotations, gap = 16, 3, 300 * time.Millisecond
+	passwords := []string{pw}
+	begin := time.Now()
+	load := startInserts(ctx, db, table, workers, 100_000)
+	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
+	for r := 1; r <= rotations; r++ {
+		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.OK.Load()
+		next := randomPassword(t)
+		passwords = append(passwords, next)
+		altered := time.Now()
+		setPassword(ctx, t, srv, role, next)
+		sleepCtx(ctx, gap)
+		src.setPassword(next)
+		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
+			return c.Stats().CredentialChanges == uint64(r)
+		})
+		pickedUp := time.Since(altered)
+		sleepCtx(ctx, 300*time.Millisecond) // traffic under the new credential
+
+		// A new login with the new credential is still a TLS session.
+		var user string
+		var ssl bool
+		if err := db.QueryRowContext(ctx, "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").
+			Scan(&user, &ssl); err != nil {
+			t.Fatalf("rotation %d: a new login: %v", r, err)
+		}
+		if user != role || !ssl {
+			t.Errorf("rotation %d: new login as %q with ssl = %v; want %q over TLS", r, user, ssl, role)
+		}
+		after := c.Stats()
+		t.Logf("rotation %d: picked up %v after ALTER ROLE; %d fetches, %d rejected logins, %d recoveries, %d inserts acknowledged, slowest %v",
+			r, pickedUp.Round(time.Millisecond), src.count()-fetchesBefore, after.AuthFailures-before.AuthFailures,
+			after.Recoveries-before.Recoveries, load.OK.Load()-okBefore, load.TakeSlowest().Round(time.Millisecond))
+		if after.AuthFailures == before.AuthFailures {
+			t.Errorf("rotation %d: no login was rejected during the gap, so the rotation was not exercised", r)
+		}
+		if after.Recoveries == before.Recoveries {
+			t.Errorf("rotation %d: no Connect recovered from a rejected login", r)
+		}
+	}
+	load.finish()
+	elapsed := time.Since(begin)
+	if ctx.Err() != nil {
+		t.Fatalf("test ran out of time: %v", ctx.Err())
+	}
+
+	load.check(ctx, t)
+	// Read through the admin pool, which does not go through the connector.
+	var encrypted, plain int64
+	if err := srv.Admin().QueryRowContext(ctx,
+		"SELECT count(*) FILTER (WHERE tls), count(*) FILTER (WHERE tls IS NOT TRUE) FROM "+table).
+		Scan(&encrypted, &plain); err != nil {
+		t.Fatalf("count the rows by session encryption: %v", err)
+	}
+	ok := load.OK.Load()
+	st := c.Stats()
+	t.Logf("tls runbook: %d statements by %d workers in %v (%.0f/s), %d failed; %d rows inserted over TLS, %d without; stats %+v",
+		ok+load.Failed.Load(), workers, elapsed.Round(time.Millisecond), float64(ok)/elapsed.Seconds(),
+		load.Failed.Load(), encrypted, plain, st)
+	if plain != 0 || encrypted != ok {
+		t.Errorf("%d rows inserted over TLS and %d without; want all %d acknowledged rows over TLS", encrypted, plain, ok)
+	}
+	if st.CredentialChanges != rotations {
+		t.Errorf("Stats().CredentialChanges = %d, want %d", st.CredentialChanges, rotations)
+	}
+	if st.RecoveryFailures != 0 {
+		t.Errorf("Stats().RecoveryFailures = %d, want 0", st.RecoveryFailures)
+	}
+	if st.CredentialGeneration != rotations+1 {
+		t.Errorf("Stats().CredentialGeneration = %d, want %d", st.CredentialGeneration, rotations+1)
+	}
+	assertNoSecret(t, "the connector's logs", logs.String(), passwords...)
+}
+
+// TestTLSLogin logs in to the TLS server with the right CA under both names
+// its certificate holds, with a CA that did not sign it, and without TLS. A
+// certificate that does not verify is a configuration error, not a rotated
+// password: Connect must fail at once with the TLS error, without calling
+// the store again.
+func TestTLSLogin(t *testing.T) {
+	srv := pgtest.SharedTLS(t)
+	role, pw := newRole(t, srv)
+
+	otherCA, err := pgserver.NewCA("a CA that did not sign the server's certificate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherRoot := filepath.Join(t.TempDir(), "other-root.crt")
+	if err := otherCA.WriteCert(otherRoot); err != nil {
+		t.Fatal(err)
+	}
+	// swap returns tlsDSN(srv) with one piece of text replaced.
+	swap := func(old, new string) string {
+		dsn := tlsDSN(srv)
+		if !strings.Contains(dsn, old) {
+			t.Fatalf("the TLS DSN lacks %q", old)
+		}
+		return strings.Replace(dsn, old, new, 1)
+	}
+
+	cases := []struct {
+		name string
+		dsn  string
+		// rotationWait is the connector's (default
+		// rotating.DefaultRotationWait): how long a Connect whose login was
+		// rejected looks for a working credential.
+		rotationWait time.Duration
+		// wantErr, if set, says what is wrong with the login's error (""
+		// if nothing); if nil the login must succeed over TLS.
+		wantErr func(err error) string
+		// notRejected: the error must not count as a rejected credential,
+		// so the store is called once and Connect does not wait for a
+		// rotation.
+		notRejected bool
+	}{
+		{name: "verify-full/127.0.0.1", dsn: tlsDSN(srv)},
+		{name: "verify-full/localhost", dsn: swap("host=127.0.0.1", "host=localhost")},
+		{name: "wrong-CA", dsn: swap(srv.RootCertPath(), otherRoot), notRejected: true, wantErr: func(err error) string {
+			var verr *tls.CertificateVerificationError
+			var unknown x509.UnknownAuthorityError
+			if !errors.As(err, &verr) || !errors.As(err, &unknown) {
+				return "want a *tls.CertificateVerificationError for an unknown authority"
+			}
+			var pqErr *pq.Error
+			if errors.As(err, &pqErr) {
+				return "holds a server error (" + pqErr.SQLState() + "): the login got past the TLS handshake"
+			}
+			return ""
+		}},
+		// pg_hba.conf's refusal is SQLSTATE 28000, which by default counts as
+		// a rejected credential (rotating.DefaultAuthErrorCodes), so this
+		// Connect re-checks the store until the rotation wait ends. That is
+		// the connector's policy for pg_hba rejects, not checked here; a
+		// short wait keeps the case fast.
+		{name: "sslmode=disable", dsn: swap(srv.SSLParams(), "sslmode=disable"), rotationWait: time.Second, wantErr: func(err error) string {
+			var pqErr *pq.Error
+			if !errors.As(err, &pqErr) || pqErr.SQLState() != "28000" || !strings.Contains(pqErr.Message, "no encryption") {
+				return "want the server's 28000 pg_hba.conf rejection of an unencrypted login"
+			}
+			return ""
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			src := newCountingSource(tc.name, secrets.Credential{Username: role, Password: pw})
+			rotationWait := cmp.Or(tc.rotationWait, rotating.DefaultRotationWait)
+			c := newConnector(t, tc.dsn, src, rotating.WithRotationWait(rotationWait))
+			db := openDB(t, c)
+
+			start := time.Now()
+			ssl, version, err := sessionTLS(ctx, db)
+			elapsed := time.Since(start)
+			st := c.Stats()
+			t.Logf("%s: after %v: ssl %v %s, error %v; %d fetches, %d dials, %d rejected",
+				tc.name, elapsed.Round(time.Millisecond), ssl, version, err, src.count(), st.Dials, st.AuthFailures)
+			if err != nil {
+				assertNoSecret(t, "the login's error", fmt.Sprintf("%v %+v", err, err), pw)
+			}
+			if tc.wantErr == nil {
+				if err != nil {
+					t.Fatalf("login: %v", err)
+				}
+				if !ssl {
+					t.Error("pg_stat_ssl.ssl = false: the session is not encrypted")
+				}
+				if n := src.count(); n != 1 || st.Dials != 1 || st.AuthFailures != 0 {
+					t.Errorf("%d fetches, %d dials, %d rejected; want 1, 1, 0", n, st.Dials, st.AuthFailures)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("login succeeded (ssl = %v); want it refused", ssl)
+			}
+			if problem := tc.wantErr(err); problem != "" {
+				t.Errorf("login error %v: %s", err, problem)
+			}
+			if !tc.notRejected {
+				return
+			}
+			if errors.Is(err, rotating.ErrCredentialRejected) {
+				t.Errorf("login error %v matches rotating.ErrCredentialRejected", err)
+			}
+			if n := src.count(); n != 1 {
+				t.Errorf("%d fetches from the store, want 1: a TLS error must not send Connect looking for a new credential", n)
+			}
+			if st.AuthFailures != 0 || st.Dials != 1 || st.DialErrors != 1 {
+				t.Errorf("Stats(): %d dials, %d failed, %d rejected; want 1, 1, 0", st.Dials, st.DialErrors, st.AuthFailures)
+			}
+			if elapsed >= rotationWait/2 {
+				t.Errorf("login failed after %v: it waited for a rotation (rotation wait %v)", elapsed, rotationWait)
+			}
+		})
+	}
+}
