@@ -4,9 +4,9 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -92,6 +92,12 @@ type Connector struct {
 	// the last rejection.
 	clock      uint64
 	rejectedAt uint64
+
+	// target is the last credential new logins went to (targetLocked),
+	// and targetGen counts how often it changed (Stats'
+	// CredentialGeneration).
+	target    *entry
+	targetGen uint64
 
 	// changed is closed and replaced whenever anything above changes,
 	// waking callers and the background refresh that wait.
@@ -289,12 +295,12 @@ func (c *Connector) giveUp(ctx context.Context, failed *entry, dialErr error, st
 	closed := c.closed
 	c.mu.Unlock()
 	switch {
+	case failed == nil && loginErr != nil:
+		return loginErr // this caller's own login, ended by its context
 	case closed:
 		return ErrClosed
 	case failed == nil && ctx.Err() != nil:
 		return ctx.Err()
-	case failed == nil && loginErr != nil:
-		return loginErr
 	case failed == nil && fetchErr != nil:
 		return fetchErr
 	case failed == nil:

@@ -2,9 +2,9 @@ package rotating
 
 import (
 	"context"
-	"testing"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/pgrotate/rotating/internal/testkit"

@@ -438,7 +438,24 @@ func (c *Connector) changedLocked() {
 // probing it yet (then the fast path is off, so that a caller comes to the
 // slow path and probes it).
 func (c *Connector) publishLocked() {
-	c.use.Store(c.pickLocked(time.Now()))
+	now := time.Now()
+	if t := c.targetLocked(now); t != nil && t != c.target {
+		c.target = t
+		c.targetGen++
+	}
+	c.use.Store(c.pickLocked(now))
+}
+
+// targetLocked returns the credential new logins go to: the first
+// candidate known to work now or not tried yet (nil while only rejected or
+// stale ones are left).
+func (c *Connector) targetLocked(now time.Time) *entry {
+	for _, e := range c.slotsLocked() {
+		if e != nil && e.usableAt(now) && (e.status == untried || c.freshLocked(e)) {
+			return e
+		}
+	}
+	return nil
 }
 
 func (c *Connector) pickLocked(now time.Time) *entry {

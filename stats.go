@@ -37,9 +37,10 @@ type Stats struct {
 	Recoveries       uint64
 	RecoveryFailures uint64
 
-	// The credential in use (the one known to work, else the store's
-	// current one): its generation (1 for the first, higher after
-	// each change, not necessarily by one; 0 before the first fetch), its store version (if the
+	// The credential in use (the last one new logins were sent to, else the
+	// store's current one): its generation (1 for the first, one higher
+	// each time new logins move to another credential; 0 before the first
+	// fetch), its store version (if the
 	// source gives one), when it was fetched and how long ago, and whether
 	// it came from the source's pending credential.
 	CredentialGeneration  uint64
@@ -74,8 +75,11 @@ func (c *Connector) Stats() Stats {
 		Probes:            c.stats.probes.Load(),
 		AbandonedFetches:  c.stats.abandonedFetches.Load(),
 	}
-	if e := c.inUse(); e != nil {
-		s.CredentialGeneration = e.gen
+	c.mu.Lock()
+	e, gen := c.inUseLocked(), c.targetGen
+	c.mu.Unlock()
+	if e != nil {
+		s.CredentialGeneration = max(gen, 1)
 		s.CredentialVersion = e.cred.Version
 		s.CredentialFetchedAt = e.fetchedAt
 		s.CredentialAge = time.Since(e.fetchedAt)
@@ -84,13 +88,17 @@ func (c *Connector) Stats() Stats {
 	return s
 }
 
-// inUse returns the credential Connect dials, or the store's current one
-// when none is known to work.
+// inUse returns the credential in use: the last one new logins went to,
+// unless it was rejected since; else the store's current one.
 func (c *Connector) inUse() *entry {
-	if e := c.use.Load(); e != nil {
-		return e
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.inUseLocked()
+}
+
+func (c *Connector) inUseLocked() *entry {
+	if c.target != nil && c.target.status != rejected {
+		return c.target
+	}
 	return c.current
 }

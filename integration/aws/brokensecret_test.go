@@ -99,7 +99,7 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 	began := time.Now()
 	waitFor(ctx, t, 20*time.Second, "the background refresh to meet the broken secret", func() bool {
 		s := c.Stats()
-		met := s.FetchErrors >= before.FetchErrors+2 || s.CredentialGeneration != before.CredentialGeneration
+		met := s.FetchErrors >= before.FetchErrors+2 || s.CredentialChanges != before.CredentialChanges
 		return met && time.Since(began) >= time.Second
 	})
 	sleepCtx(ctx, 500*time.Millisecond) // more statements with the secret broken

@@ -22,7 +22,7 @@ type FakeDB struct {
 	// dials start.
 	FailWith error
 
-	mu       sync.Mutex
+	mu         sync.Mutex
 	accepted   map[string]string // user -> password
 	dials      atomic.Int64
 	rejections atomic.Int64
