@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/lib/pq"
@@ -852,27 +853,36 @@ func TestAuthErrorNamesTheUserActuallyUsed(t *testing.T) {
 }
 
 func TestUnchangedStoreIsAskedOncePerRefreshInterval(t *testing.T) {
-	src := newFakeSource("app", "p1")
-	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src,
-		WithRefreshInterval(100*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond))
-	mustConnect(t, c)
-	time.Sleep(time.Second)
-	// About 10 intervals of 100 ms (±10%): a refresh that finds the same
-	// credential must count as a check, or the store would be asked every
-	// backoff step (1 ms here, hundreds of calls).
-	if got := src.fetches.Load(); got > 15 {
-		t.Fatalf("an unchanged store was asked %d times in 1 s with a 100 ms refresh interval, want about 10", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := newFakeSource("app", "p1")
+		c, _ := newTestConnector(t, newFakeDB("app", "p1"), src,
+			WithRefreshInterval(100*time.Millisecond), WithBackoff(time.Millisecond, 10*time.Millisecond))
+		mustConnect(t, c)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// The first use, then one refresh per interval of 100 ms (±10%): 9
+		// to 11 in 1 s. A refresh that finds the same credential must count
+		// as a check, or the store would be asked every backoff step (1 ms
+		// here, hundreds of calls); a refresh that never runs gives 1.
+		if got := src.fetches.Load(); got > 15 || got < 10 || got > 12 {
+			t.Fatalf("an unchanged store was asked %d times in 1 s with a 100 ms refresh interval, want 10..12", got)
+		}
+	})
 }
 
 func TestExpiredCredentialIsNotPolledInATightLoop(t *testing.T) {
-	src := newFakeSource("app", "p1")
-	// The store keeps returning a credential whose expiry has passed.
-	src.set(secrets.Credential{Username: "app", Password: "p1", Expires: time.Now().Add(-time.Minute)})
-	c, _ := newTestConnector(t, newFakeDB("app", "p1"), src, WithBackoff(time.Millisecond, 200*time.Millisecond))
-	mustConnect(t, c)
-	time.Sleep(time.Second)
-	if got := src.fetches.Load(); got > 10 {
-		t.Fatalf("a store returning an expired credential was asked %d times in 1 s, want at most one per longest backoff (200 ms)", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		src := newFakeSource("app", "p1")
+		// The store keeps returning a credential whose expiry has passed.
+		src.set(secrets.Credential{Username: "app", Password: "p1", Expires: time.Now().Add(-time.Minute)})
+		c, _ := newTestConnector(t, newFakeDB("app", "p1"), src, WithBackoff(time.Millisecond, 200*time.Millisecond))
+		mustConnect(t, c)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		// The first use, then one call per longest backoff (200 ms): 5 or 6
+		// in 1 s. More is a tight loop; fewer, a refresh that stopped.
+		if got := src.fetches.Load(); got > 10 || got < 5 || got > 7 {
+			t.Fatalf("a store returning an expired credential was asked %d times in 1 s, want one per longest backoff (200 ms): 5..7", got)
+		}
+	})
 }

@@ -1,0 +1,127 @@
+package rotating
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/secrets"
+)
+
+// leaseSource hands out a new role for every Fetch, as Vault's dynamic
+// database roles do, whose sessions end lease after the fetch.
+type leaseSource struct {
+	db    *fakeDB
+	lease time.Duration
+
+	mu      sync.Mutex
+	n       int
+	fetched []time.Time
+	fail    error
+}
+
+func (s *leaseSource) Fetch(context.Context) (secrets.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fetched = append(s.fetched, time.Now())
+	if s.fail != nil {
+		return secrets.Credential{}, s.fail
+	}
+	s.n++
+	user := fmt.Sprintf("v-%d", s.n)
+	s.db.SetPassword(user, "pw-"+user)
+	end := time.Now().Add(s.lease)
+	return secrets.Credential{Username: user, Password: "pw-" + user, Version: fmt.Sprintf("lease-%d", s.n),
+		Expires: end, SessionsEnd: end}, nil
+}
+
+func (s *leaseSource) fetchTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.fetched...)
+}
+
+func userOf(t *testing.T, conn driver.Conn) string {
+	t.Helper()
+	fc, ok := DriverConn(conn).(*testkit.FakeConn)
+	if !ok {
+		t.Fatalf("DriverConn(%T) is not the driver's connection", conn)
+	}
+	return fc.User
+}
+
+func TestCredentialWhoseSessionsEndIsReplacedAheadAndItsConnectionsRetired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("nobody", "x")
+		src := &leaseSource{db: db, lease: 10 * time.Second}
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRefreshBeforeExpiry(2*time.Second))
+		start := time.Now()
+
+		first := mustConnect(t, c)
+		if _, wrapped := first.(*testkit.FakeConn); wrapped || userOf(t, first) != "v-1" {
+			t.Fatalf("the connection of a credential whose sessions end is %T for %s, want it wrapped, for v-1", first, userOf(t, first))
+		}
+		validator := first.(driver.Validator)
+
+		// Retirement at 10s - 2s = 8s; the successor is fetched 2 to 3 s
+		// (lead plus jitter) before it: between 5 and 6 s.
+		time.Sleep(4900 * time.Millisecond)
+		synctest.Wait()
+		if n := len(src.fetchTimes()); n != 1 {
+			t.Fatalf("%d fetches at 4.9s, want 1: the successor was fetched too early", n)
+		}
+		time.Sleep(1200 * time.Millisecond)
+		synctest.Wait()
+		times := src.fetchTimes()
+		if len(times) != 2 {
+			t.Fatalf("%d fetches at 6.1s, want 2: the successor was not fetched ahead of the retirement", len(times))
+		}
+		if at := times[1].Sub(start); at < 5*time.Second || at > 6*time.Second {
+			t.Fatalf("the successor was fetched at %v, want 5..6s", at)
+		}
+		if !validator.IsValid() {
+			t.Fatal("a connection was retired before its time")
+		}
+
+		// New logins move to the successor.
+		if u := userOf(t, mustConnect(t, c)); u != "v-2" {
+			t.Fatalf("a new login after the refresh used %s, want v-2", u)
+		}
+		time.Sleep(8*time.Second - time.Since(start))
+		if validator.IsValid() {
+			t.Fatal("a connection of the ended credential is still valid at its retirement")
+		}
+		if st := c.Stats(); st.AuthFailures != 0 || st.CredentialVersion != "lease-2" {
+			t.Fatalf("Stats = %+v, want lease-2 in use and no rejected login", st)
+		}
+	})
+}
+
+func TestCredentialPastItsRetirementIsNotDialed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("nobody", "x")
+		src := &leaseSource{db: db, lease: 10 * time.Second}
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRotationWait(time.Second))
+		mustConnect(t, c)
+		// The store goes down before the successor is fetched.
+		storeDown := errors.New("vault sealed")
+		src.mu.Lock()
+		src.fail = storeDown
+		src.mu.Unlock()
+		time.Sleep(9 * time.Second) // past the retirement at 8 s
+		dials := db.Dials()
+		_, err := c.Connect(context.Background())
+		if !errors.Is(err, ErrFetchFailed) || !errors.Is(err, storeDown) {
+			t.Fatalf("Connect past the retirement with the store down = %v, want the store's error", err)
+		}
+		if db.Dials() != dials {
+			t.Fatal("a login was made with a credential whose sessions are being retired")
+		}
+	})
+}
