@@ -77,12 +77,11 @@ type Connector struct {
 	nextFetch, nextProbe time.Time
 	pendingAsked         bool
 
-	// Store calls: one step at a time (fetching). fetchSeq counts finished
-	// steps, fetchErr is the last step's error (nil after a success), and
-	// askedAt is the clock when the last step ended. calls are the source
-	// calls in flight, which Close waits for up to their fetch timeout.
+	// Store calls: one step at a time (fetching). fetchErr is the last
+	// step's error (nil after a success), and askedAt the clock when the
+	// last step ended. calls are the source calls in flight, which Close
+	// waits for up to their fetch timeout.
 	fetching bool
-	fetchSeq uint64
 	fetchErr error
 	askedAt  uint64
 	calls    map[*sourceCall]struct{}
@@ -212,7 +211,7 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 	waitCtx, cancel := context.WithTimeoutCause(ctx, c.cfg.rotationWait, errRotationWait)
 	defer cancel()
 	c.mu.Lock()
-	sawFetch := c.fetchSeq
+	sawStep := c.askedAt
 	c.mu.Unlock()
 	var timer *time.Timer
 	defer func() {
@@ -222,7 +221,7 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 	}()
 	for {
 		c.mu.Lock()
-		a := c.decideLocked(time.Now(), sawFetch)
+		a := c.decideLocked(time.Now(), sawStep)
 		c.mu.Unlock()
 		switch a.kind {
 		case actFail:

@@ -112,13 +112,13 @@ func refreshNow(t *testing.T, c *Connector) {
 	for {
 		c.mu.Lock()
 		if !c.fetching {
-			seq := c.fetchSeq
+			step := c.askedAt
 			c.startFetchLocked()
 			c.mu.Unlock()
 			waitFor(func() bool {
 				c.mu.Lock()
 				defer c.mu.Unlock()
-				return c.fetchSeq > seq
+				return c.askedAt > step
 			})
 			return
 		}

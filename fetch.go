@@ -108,7 +108,6 @@ func (c *Connector) adoptLocked(e *entry) {
 
 func (c *Connector) endStepLocked() {
 	c.fetching = false
-	c.fetchSeq++
 	c.clock++
 	c.askedAt = c.clock
 	c.startBackgroundLocked()

@@ -74,7 +74,7 @@ func (c *Connector) slotsLocked() [3]*entry {
 	return [3]*entry{c.current, c.pending, c.previous}
 }
 
-// freshAfter reports whether e is known to work now: its last login
+// freshLocked reports whether e is known to work now: its last login
 // succeeded, and after every rejection of a credential preferred to it.
 // A success from before the current credential was rejected is history, not
 // knowledge: the database may have rotated both.
@@ -120,8 +120,8 @@ const (
 )
 
 // decideLocked is the pick rule: what a caller that has no working
-// credential at hand does next. sawFetch is the fetch sequence number the
-// caller started with. Candidates are taken in slot order:
+// credential at hand does next. sawStep is askedAt when the caller
+// started. Candidates are taken in slot order:
 //
 //   - a credential known to work now is dialed;
 //   - an untried one is probed by one caller while the others wait for its
@@ -135,7 +135,7 @@ const (
 // step, and from the second step on one re-check (probe) of the rejected
 // current credential per step, for when the database, not the store, was
 // behind.
-func (c *Connector) decideLocked(now time.Time, sawFetch uint64) action {
+func (c *Connector) decideLocked(now time.Time, sawStep uint64) action {
 	if c.closed {
 		return action{kind: actFail, err: ErrClosed}
 	}
@@ -167,7 +167,7 @@ func (c *Connector) decideLocked(now time.Time, sawFetch uint64) action {
 	if c.current != nil && !c.incident {
 		c.startIncidentLocked(now)
 	}
-	if c.current == nil && c.fetchErr != nil && c.fetchSeq != sawFetch {
+	if c.current == nil && c.fetchErr != nil && c.askedAt != sawStep {
 		// First use, and the store failed since this caller came: there is
 		// nothing to try, so the store's error is the answer.
 		return action{kind: actFail, err: c.fetchErr}
