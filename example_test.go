@@ -94,3 +94,47 @@ func ExampleConnector_Stats() {
 	fmt.Printf("fetches=%d dials=%d dial_errors=%d version=%s\n", st.Fetches, st.Dials, st.DialErrors, st.CredentialVersion)
 	// Output: fetches=1 dials=1 dial_errors=1 version=v1
 }
+
+// A credential whose sessions end (a Vault dynamic lease) has its
+// connections wrapped so that they retire before the end; DriverConn gives
+// the driver's own connection inside (*sql.Conn).Raw, for driver-specific
+// features (pgx's CopyFrom through *stdlib.Conn, say).
+func ExampleDriverConn() {
+	mockDB, mock, err := sqlmock.NewWithDSN("example-lease")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mockDB.Close()
+
+	lease := secrets.Func(func(context.Context) (secrets.Credential, error) {
+		end := time.Now().Add(time.Hour)
+		return secrets.Credential{Username: "v-app-1", Password: "example-only", Version: "lease-1",
+			Expires: end, SessionsEnd: end}, nil
+	})
+	connector, err := rotating.NewConnector("host=db.internal dbname=app", lease,
+		rotating.WithSessionMargin(5*time.Minute), // retire its connections 5 minutes before the lease ends
+		rotating.WithNewConnector(func(pq.Config) (driver.Connector, error) {
+			return rotating.ConnectorFunc(func(context.Context) (driver.Conn, error) {
+				return mockDB.Driver().Open("example-lease")
+			}), nil
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.Raw(func(dc any) error {
+		fmt.Println("the connection is the driver's own:", dc == any(mock))
+		fmt.Println("DriverConn gives the driver's own:", rotating.DriverConn(dc) == any(mock))
+		return nil
+	})
+	// Output:
+	// the connection is the driver's own: false
+	// DriverConn gives the driver's own: true
+}
