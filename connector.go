@@ -240,7 +240,7 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 				failed, dialErr = a.e, err
 			default:
 				c.report(a.e, a.kind == actProbe, inconclusive, err)
-				if waitCtx.Err() != nil {
+				if ended(waitCtx) {
 					return nil, c.giveUp(ctx, failed, dialErr, start, err)
 				}
 				return nil, err
@@ -267,6 +267,16 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 			}
 		}
 	}
+}
+
+// ended reports whether ctx is done or its deadline has passed: a dial can
+// fail with its deadline a moment before ctx's own timer marks it done.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // errRotationWait is the cause of a wait ended by WithRotationWait's bound.
