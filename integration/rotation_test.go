@@ -8,47 +8,87 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/secrets"
 )
 
 // TestRunbookRotation is the manual runbook: the DBA runs ALTER ROLE, and
-// the vault is updated about 300 ms later, while 8 workers keep inserting,
-// each statement on a new login. Nothing valid is in the store during the
-// gap, so the connector has to keep re-checking it; no statement may fail
-// and no acknowledged row may be lost.
+// the vault is updated about 300 ms later, three times, while workers keep
+// inserting, each statement on a new login. Nothing valid is in the store
+// during the gap, so the connector has to keep re-checking it; no statement
+// may fail and no acknowledged row may be lost. It runs against a plain
+// server and against a TLS-only one reached with sslmode=verify-full, as
+// production is; there every row must have been inserted by an encrypted
+// session.
 func TestRunbookRotation(t *testing.T) {
-	srv := pgtest.Shared(t)
+	for _, tc := range []struct {
+		name    string
+		server  func(testing.TB) *pgserver.Server
+		dsn     func(*pgserver.Server) string
+		workers int
+		tls     bool
+	}{
+		{"plain", pgtest.Shared, baseDSN, 8, false},
+		{"verify-full", pgtest.SharedTLS, tlsDSN, 16, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testRunbookRotation(t, tc.server(t), tc.dsn, tc.workers, tc.tls)
+		})
+	}
+}
+
+func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
 	role, pw := newRole(t, srv)
 	src := newCountingSource("runbook", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
-	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger))
+	c := newConnector(t, dsn(srv), src, rotating.WithLogger(logger))
 	db := openDB(t, c)
-	db.SetMaxIdleConns(0) // every statement logs in anew
+	db.SetMaxIdleConns(0) // every statement logs in anew (over TLS: with a handshake)
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	table := createLoadTable(ctx, t, db)
+	table := createTLSLoadTable(ctx, t, db)
+	if ssl, version, err := sessionTLS(ctx, db); err != nil || ssl != wantTLS {
+		t.Fatalf("first session through the connector: ssl = %v, %v; want %v", ssl, err, wantTLS)
+	} else if ssl {
+		t.Logf("sessions through the connector use %s", version)
+	}
 
-	const workers, rotations, gap = 8, 3, 300 * time.Millisecond
+	const rotations, gap = 3, 300 * time.Millisecond
 	passwords := []string{pw}
+	begin := time.Now()
 	load := startInserts(ctx, db, table, workers, 100_000)
 	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
 	for r := 1; r <= rotations; r++ {
 		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.OK.Load()
 		next := randomPassword(t)
 		passwords = append(passwords, next)
+		altered := time.Now()
 		setPassword(ctx, t, srv, role, next)
 		sleepCtx(ctx, gap)
 		src.setPassword(next)
 		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
 			return c.Stats().CredentialChanges == uint64(r)
 		})
+		pickedUp := time.Since(altered)
 		sleepCtx(ctx, 300*time.Millisecond) // traffic under the new credential
+
+		// A new login with the new credential, over TLS where the server
+		// wants it.
+		var user string
+		var ssl bool
+		if err := db.QueryRowContext(ctx, "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").
+			Scan(&user, &ssl); err != nil {
+			t.Fatalf("rotation %d: a new login: %v", r, err)
+		}
+		if user != role || ssl != wantTLS {
+			t.Errorf("rotation %d: new login as %q with ssl = %v; want %q with ssl = %v", r, user, ssl, role, wantTLS)
+		}
 		after := c.Stats()
-		t.Logf("rotation %d: %d fetches, %d rejected logins, %d recoveries, %d inserts acknowledged",
-			r, src.count()-fetchesBefore, after.AuthFailures-before.AuthFailures,
-			after.Recoveries-before.Recoveries, load.OK.Load()-okBefore)
+		t.Logf("rotation %d: picked up %v after ALTER ROLE; %d fetches, %d rejected logins, %d recoveries, %d inserts acknowledged, slowest %v",
+			r, pickedUp.Round(time.Millisecond), src.count()-fetchesBefore, after.AuthFailures-before.AuthFailures,
+			after.Recoveries-before.Recoveries, load.OK.Load()-okBefore, load.TakeSlowest().Round(time.Millisecond))
 		if after.AuthFailures == before.AuthFailures {
 			t.Errorf("rotation %d: no login was rejected during the gap, so the rotation was not exercised", r)
 		}
@@ -57,14 +97,27 @@ func TestRunbookRotation(t *testing.T) {
 		}
 	}
 	load.finish()
+	elapsed := time.Since(begin)
 	if ctx.Err() != nil {
 		t.Fatalf("test ran out of time: %v", ctx.Err())
 	}
 
 	load.check(ctx, t)
+	// Read through the admin pool, which does not go through the connector.
+	var encrypted, plain int64
+	if err := srv.Admin().QueryRowContext(ctx,
+		"SELECT count(*) FILTER (WHERE tls), count(*) FILTER (WHERE tls IS NOT TRUE) FROM "+table).
+		Scan(&encrypted, &plain); err != nil {
+		t.Fatalf("count the rows by session encryption: %v", err)
+	}
+	ok := load.OK.Load()
 	st := c.Stats()
-	t.Logf("runbook: %d rows inserted by %d workers, 0 expected failures, %d failed; stats %+v",
-		load.OK.Load(), workers, load.Failed.Load(), st)
+	t.Logf("runbook: %d statements by %d workers in %v (%.0f/s), %d failed; %d rows inserted over TLS, %d without; stats %+v",
+		ok+load.Failed.Load(), workers, elapsed.Round(time.Millisecond), float64(ok)/elapsed.Seconds(),
+		load.Failed.Load(), encrypted, plain, st)
+	if wantTLS && (plain != 0 || encrypted != ok) || !wantTLS && (encrypted != 0 || plain != ok) {
+		t.Errorf("%d rows inserted over TLS and %d without; want all %d acknowledged rows with TLS %v", encrypted, plain, ok, wantTLS)
+	}
 	if st.CredentialChanges != rotations {
 		t.Errorf("Stats().CredentialChanges = %d, want %d", st.CredentialChanges, rotations)
 	}
