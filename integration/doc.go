@@ -2,9 +2,10 @@
 // against a real PostgreSQL server: passwords rotated with ALTER ROLE while
 // many goroutines keep logging in, held connections surviving a rotation,
 // hostile PG* environment variables and pgpass files, a credential that is
-// never fixed, awkward passwords, and a login that stalls past the caller's
-// deadline. BenchmarkConnect compares the cost of a login through the
-// Connector with lib/pq's own connector.
+// never fixed, awkward passwords, a login that stalls past the caller's
+// deadline, and Vault-style leases whose roles are revoked and dropped at
+// their end while a pool keeps inserting. BenchmarkConnect compares the
+// cost of a login through the Connector with lib/pq's own connector.
 //
 // The tests start a throwaway server (see internal/pgserver/pgtest), or use
 // the one named by ROTATING_TEST_PG_DSN. The package has no non-test code.

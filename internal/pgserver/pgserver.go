@@ -323,6 +323,18 @@ func (s *Server) DropRole(ctx context.Context, name string) error {
 	return nil
 }
 
+// ExecSerialized runs stmts as the superuser in one transaction that holds
+// the advisory lock CreateRole and DropRole take (see serialized). Use it
+// for GRANT and REVOKE on objects other roles' grants touch too (schema
+// public, the database): a Vault-style revocation, say. The statements'
+// text is never put in the error.
+func (s *Server) ExecSerialized(ctx context.Context, stmts ...string) error {
+	if err := s.serialized(ctx, stmts...); err != nil {
+		return s.scrub(fmt.Errorf("pgserver: exec: %w", err))
+	}
+	return nil
+}
+
 // serialized runs stmts in one transaction holding an advisory lock, so that
 // concurrent CreateRole and DropRole calls, from this process or from other
 // test binaries sharing an external server, do not update the same catalog

@@ -79,6 +79,19 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatalf("login with new password: %v", err)
 	}
 
+	// ExecSerialized is one transaction: a failing statement undoes the
+	// ones before it.
+	if err := s.ExecSerialized(ctx, "CREATE TABLE "+role+"_x (id int)", "SELECT 1/0"); err == nil {
+		t.Error("ExecSerialized with a failing statement: no error")
+	}
+	var exists bool
+	if err := s.Admin().QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", role+"_x").Scan(&exists); err != nil || exists {
+		t.Errorf("ExecSerialized did not roll back: table exists %v, err %v", exists, err)
+	}
+	if err := s.ExecSerialized(ctx, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+role, "REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM "+role); err != nil {
+		t.Errorf("ExecSerialized: %v", err)
+	}
+
 	// Errors never hold the password.
 	err = s.SetPassword(ctx, "no_such_role_"+role, "secret-in-error")
 	if err == nil || strings.Contains(err.Error(), "secret-in-error") {
