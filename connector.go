@@ -354,6 +354,7 @@ func (c *Connector) newEntry(cred secrets.Credential, pending bool) (e *entry, e
 	}
 	if !cred.SessionsEnd.IsZero() {
 		e.sessions = newSessionEnd(c.retireAt(now, cred.SessionsEnd))
+		e.sessions.retiredConns = &c.stats.retiredConns
 	}
 	return e, nil
 }

@@ -100,6 +100,10 @@ func TestCredentialWhoseSessionsEndIsReplacedAheadAndItsConnectionsRetired(t *te
 		if st := c.Stats(); st.AuthFailures != 0 || st.CredentialVersion != "lease-2" {
 			t.Fatalf("Stats = %+v, want lease-2 in use and no rejected login", st)
 		}
+		first.Close() // database/sql closes it when it comes back to the pool
+		if st := c.Stats(); st.RetiredConnections != 1 {
+			t.Fatalf("Stats().RetiredConnections = %d, want 1", st.RetiredConnections)
+		}
 	})
 }
 

@@ -83,6 +83,8 @@ type sessionEnd struct {
 	retireAt time.Time
 	timer    *time.Timer
 	fired    atomic.Bool
+	// retiredConns, if set, counts the connections closed once retired.
+	retiredConns *atomic.Uint64
 
 	// mu guards conns, the wrapped connections not closed yet. It is held
 	// only to add, remove or copy entries, never with a sessionConn.mu.
@@ -146,8 +148,15 @@ func (s *sessionEnd) closeIdle() {
 	for _, c := range conns {
 		if c.closeIfIdle() {
 			s.forget(c)
+			s.countRetired()
 			_ = c.inner.Close() // database/sql would ignore it too
 		}
+	}
+}
+
+func (s *sessionEnd) countRetired() {
+	if s.retiredConns != nil {
+		s.retiredConns.Add(1)
 	}
 }
 
@@ -252,6 +261,9 @@ func (c *sessionConn) Close() error {
 	c.state = connClosed
 	c.mu.Unlock()
 	c.end.forget(c)
+	if c.end.retired() {
+		c.end.countRetired()
+	}
 	return c.inner.Close()
 }
 

@@ -32,6 +32,9 @@ type Stats struct {
 	// AbandonedFetches counts source calls that did not return within the
 	// fetch timeout and were abandoned.
 	AbandonedFetches uint64
+	// RetiredConnections counts connections of credentials whose sessions
+	// end (Credential.SessionsEnd) that were closed once retired.
+	RetiredConnections uint64
 	// Recoveries counts Connect calls that succeeded after a rejected login;
 	// RecoveryFailures those that gave up with an *AuthError.
 	Recoveries       uint64
@@ -56,24 +59,26 @@ type counters struct {
 	dials, dialErrors, authFailures      atomic.Uint64
 	recoveries, recoveryFailures         atomic.Uint64
 	probes, abandonedFetches             atomic.Uint64
+	retiredConns                         atomic.Uint64
 }
 
 // Stats returns a snapshot of the connector's counters and current
 // credential. It is cheap and safe to call concurrently.
 func (c *Connector) Stats() Stats {
 	s := Stats{
-		Fetches:           c.stats.fetches.Load(),
-		FetchErrors:       c.stats.fetchErrors.Load(),
-		PendingFetches:    c.stats.pendingFetches.Load(),
-		CredentialChanges: c.stats.changes.Load(),
-		PendingPromotions: c.stats.promotions.Load(),
-		Dials:             c.stats.dials.Load(),
-		DialErrors:        c.stats.dialErrors.Load(),
-		AuthFailures:      c.stats.authFailures.Load(),
-		Recoveries:        c.stats.recoveries.Load(),
-		RecoveryFailures:  c.stats.recoveryFailures.Load(),
-		Probes:            c.stats.probes.Load(),
-		AbandonedFetches:  c.stats.abandonedFetches.Load(),
+		Fetches:            c.stats.fetches.Load(),
+		FetchErrors:        c.stats.fetchErrors.Load(),
+		PendingFetches:     c.stats.pendingFetches.Load(),
+		CredentialChanges:  c.stats.changes.Load(),
+		PendingPromotions:  c.stats.promotions.Load(),
+		Dials:              c.stats.dials.Load(),
+		DialErrors:         c.stats.dialErrors.Load(),
+		AuthFailures:       c.stats.authFailures.Load(),
+		Recoveries:         c.stats.recoveries.Load(),
+		RecoveryFailures:   c.stats.recoveryFailures.Load(),
+		Probes:             c.stats.probes.Load(),
+		AbandonedFetches:   c.stats.abandonedFetches.Load(),
+		RetiredConnections: c.stats.retiredConns.Load(),
 	}
 	c.mu.Lock()
 	e, gen := c.inUseLocked(), c.targetGen

@@ -220,6 +220,11 @@ func TestVaultLeaseEndsUnderLoad(t *testing.T) {
 	if st.AuthFailures != 0 || st.FetchErrors != 0 {
 		t.Errorf("Stats: AuthFailures = %d, FetchErrors = %d; want 0 and 0", st.AuthFailures, st.FetchErrors)
 	}
+	// The ended leases' connections left the pool by retirement (32 workers
+	// keep at least one connection each per lease).
+	if st.RetiredConnections < uint64(len(ends)) {
+		t.Errorf("Stats().RetiredConnections = %d after %d lease ends, want the ended leases' connections counted", st.RetiredConnections, len(ends))
+	}
 	// A lease is refreshed no earlier than half-way to its retirement, so
 	// the source is read at most once per (leaseTTL-sessionMargin)/2, plus
 	// the first read: a connector that re-read it in a loop would create a
