@@ -238,6 +238,9 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 			case hasSQLState(err, c.cfg.authCodes):
 				c.report(a.e, a.kind == actProbe, loginDenied, err)
 				failed, dialErr = a.e, err
+				if ended(waitCtx) {
+					return nil, c.giveUp(ctx, failed, dialErr, start, nil)
+				}
 			default:
 				c.report(a.e, a.kind == actProbe, inconclusive, err)
 				if ended(waitCtx) {
