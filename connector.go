@@ -69,10 +69,11 @@ type Connector struct {
 	// The incident: from a rejection that leaves nothing usable to the
 	// next successful login. One step clock paces it: the store may be
 	// called from nextFetch on, the rejected credential re-checked from
-	// nextProbe on; backoff is the next step's length; pendingAsked says
-	// FetchPending was asked in this incident. endIncidentLocked resets all
-	// of it.
+	// nextProbe on; steps counts the store calls that brought nothing;
+	// backoff is the next step's length; pendingAsked says FetchPending was
+	// asked in this incident. endIncidentLocked resets all of it.
 	incident             bool
+	steps                int
 	backoff              time.Duration
 	nextFetch, nextProbe time.Time
 	pendingAsked         bool

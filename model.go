@@ -172,20 +172,25 @@ func (c *Connector) decideLocked(now time.Time, sawStep uint64) action {
 		// nothing to try, so the store's error is the answer.
 		return action{kind: actFail, err: c.fetchErr}
 	}
-	// A step: the store call starts on its own goroutine, and from the
-	// second step on one caller re-checks the rejected credential meanwhile.
+	// A step: the store call starts on its own goroutine; from the second
+	// step on, once it has brought nothing, one caller re-checks the
+	// rejected credential.
 	if !c.fetching && (owed || !now.Before(c.nextFetch)) {
 		c.startFetchLocked()
 	}
-	if e := c.current; e != nil && e.status == rejected && e.usableAt(now) && c.probing == nil && !now.Before(c.nextProbe) {
-		c.startProbeLocked(e)
-		c.nextProbe = farFuture // one re-check per step; the step's end sets the next
-		return action{kind: actProbe, e: e}
+	recheck := c.current != nil && c.current.status == rejected && c.current.usableAt(now) && c.probing == nil
+	if recheck && !now.Before(c.nextProbe) {
+		c.startProbeLocked(c.current)
+		c.nextProbe = farFuture // one re-check per step; the next step's end sets it
+		return action{kind: actProbe, e: c.current}
 	}
 	if c.fetching {
 		return c.waitLocked(time.Time{})
 	}
-	return c.waitLocked(earliest(c.nextFetch, c.nextProbe))
+	if recheck {
+		return c.waitLocked(earliest(c.nextFetch, c.nextProbe))
+	}
+	return c.waitLocked(c.nextFetch)
 }
 
 var farFuture = time.Unix(1<<62, 0)
@@ -213,6 +218,7 @@ func (c *Connector) startProbeLocked(e *entry) {
 // step on. Everything about the incident is reset when it ends.
 func (c *Connector) startIncidentLocked(now time.Time) {
 	c.incident = true
+	c.steps = 0
 	c.backoff = c.cfg.minBackoff
 	c.nextFetch = now
 	c.nextProbe = farFuture
@@ -234,14 +240,19 @@ func (c *Connector) endIncidentLocked() {
 }
 
 // stepLocked moves the incident's clock after a store call that brought
-// nothing usable: the next call, and the next re-check of the rejected
-// credential, after the backoff, which doubles.
+// nothing usable: the next call after the backoff, which doubles, and from
+// the second step on one re-check of the rejected credential now, after
+// the step's store call, which would have made it moot.
 func (c *Connector) stepLocked(now time.Time) {
 	c.nextFetch = now.Add(c.backoff)
-	if c.incident {
-		c.nextProbe = c.nextFetch
-	}
 	c.backoff = min(2*c.backoff, c.cfg.maxBackoff)
+	if !c.incident {
+		return
+	}
+	if c.steps > 0 {
+		c.nextProbe = now
+	}
+	c.steps++
 }
 
 // outcome is how a login ended, as far as the model cares.
