@@ -5,10 +5,12 @@
 //   - BenchmarkRealConnect: logins per second against a real PostgreSQL
 //     server, rotating vs a plain lib/pq connector, interleaved login by
 //     login.
-//   - BenchmarkStoreCalls: secret-store calls per rotation with 1 to 256
-//     concurrent dialers, rotating vs a fetch-per-connection connector and a
-//     refetch-on-auth-failure connector, with an in-memory store and with
-//     AWS Secrets Manager (awssmtest) in the single-user rotation window.
+//   - BenchmarkStoreCalls: rejected logins (counted by the fake database)
+//     and secret-store calls per rotation with 1 to 256 concurrent dialers,
+//     rotating vs a fetch-per-connection connector and a
+//     refetch-on-auth-failure connector, with an in-memory store updated
+//     first, AWS Secrets Manager (awssmtest) in the single-user rotation
+//     window, and an in-memory store lagging the database by 1 s.
 //   - BenchmarkRotationCost: latency of the logins that meet a rotation
 //     against a real server, beside ordinary logins, a rejected login and a
 //     store round trip.

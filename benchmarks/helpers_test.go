@@ -3,7 +3,10 @@ package benchmarks
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/pgrotate/rotating/secrets"
 )
 
 // The tests here check the benchmarks' own machinery (the alternatives and
@@ -50,6 +53,9 @@ func TestRefetchOnAuthFailure(t *testing.T) {
 	if got := store.calls.Load(); got != 2 {
 		t.Fatalf("store calls = %d, want 2", got)
 	}
+	if got := db.rejected.Load(); got != 1 {
+		t.Fatalf("rejected logins = %d, want 1 (the cached password)", got)
+	}
 
 	// The store is behind the database: the refetch finds the dead
 	// password again, and the login fails after one retry.
@@ -61,6 +67,62 @@ func TestRefetchOnAuthFailure(t *testing.T) {
 	if got := store.calls.Load(); got != 3 {
 		t.Fatalf("store calls = %d, want 3", got)
 	}
+	if got := db.rejected.Load(); got != 3 {
+		t.Fatalf("rejected logins = %d, want 3 (one more per attempt)", got)
+	}
+}
+
+// TestLaggingStoreCase checks BenchmarkStoreCalls' store=memory-lagging-1s
+// case: the database changes at once, the store storeLag later, not
+// earlier; and finish leaves the two in agreement either way.
+func TestLaggingStoreCase(t *testing.T) {
+	accepts := func(db *fakeDB, pw string) bool {
+		_, err := db.login(context.Background(), "app", pw)
+		return err == nil
+	}
+	storeHas := func(src secrets.Source) string {
+		cred, err := src.Fetch(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cred.Password
+	}
+	t.Run("lag passes", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			db := newFakeDB("p0", 0)
+			sc := newStoreCase(t, storeLagging1s, 1, "app", "p0", db)
+			finish := sc.rotate("p1")
+			if !accepts(db, "p1") || accepts(db, "p0") {
+				t.Fatal("the database did not change at once")
+			}
+			time.Sleep(storeLag - time.Millisecond)
+			synctest.Wait()
+			if got := storeHas(sc.src); got != "p0" {
+				t.Fatalf("store has %q %v before the lag, want p0", got, storeLag-time.Millisecond)
+			}
+			time.Sleep(2 * time.Millisecond)
+			synctest.Wait()
+			if got := storeHas(sc.src); got != "p1" {
+				t.Fatalf("store has %q after the lag, want p1", got)
+			}
+			finish()
+		})
+	})
+	t.Run("finish before the lag", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			db := newFakeDB("p0", 0)
+			sc := newStoreCase(t, storeLagging1s, 1, "app", "p0", db)
+			sc.rotate("p1")()
+			if got := storeHas(sc.src); got != "p1" {
+				t.Fatalf("store has %q after finish, want p1", got)
+			}
+			time.Sleep(2 * storeLag) // the timer, stopped, must not fire
+			synctest.Wait()
+			if got := storeHas(sc.src); got != "p1" {
+				t.Fatalf("store has %q, want p1", got)
+			}
+		})
+	})
 }
 
 func TestHerdReleasesEveryone(t *testing.T) {

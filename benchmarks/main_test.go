@@ -32,10 +32,13 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // fakeDB stands in for PostgreSQL's password check, for the benchmarks that
 // need many logins or many connectors but not a real server: it accepts one
 // password and answers any other with 28P01, as PostgreSQL does. Each login
-// takes latency, so that concurrent dialers really overlap.
+// takes latency, so that concurrent dialers really overlap. It counts
+// logins and the logins it rejected, as the server's log would: the
+// database's own count, whatever the connector thinks it did.
 type fakeDB struct {
-	latency time.Duration
-	logins  atomic.Int64
+	latency  time.Duration
+	logins   atomic.Int64
+	rejected atomic.Int64
 
 	mu       sync.RWMutex
 	password string
@@ -68,6 +71,7 @@ func (db *fakeDB) login(ctx context.Context, user, pw string) (driver.Conn, erro
 	ok := pw == db.password
 	db.mu.RUnlock()
 	if !ok {
+		db.rejected.Add(1)
 		return nil, &pq.Error{Severity: "FATAL", Code: "28P01",
 			Message: fmt.Sprintf("password authentication failed for user %q", user)}
 	}

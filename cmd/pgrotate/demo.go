@@ -39,9 +39,10 @@ rotates the credential -rotations times with AWS's four-step rotation
 (holding the window between setSecret and finishSecret open for -window),
 then once by a manual runbook (ALTER ROLE, the secret updated -window
 later). A live progress line goes to stderr, a report to stdout: statements,
-rows acknowledged vs found, secret fetches per rotation, login latency and
-throughput per second. Everything it started is removed at the end, also on
-Ctrl-C.
+rows acknowledged vs found, secret fetches and rejected logins per rotation
+(as the connector counted them and as the server logged them), login
+latency and throughput per second. Everything it started is removed at the
+end, also on Ctrl-C.
 
 -compare runs the same workload at the same time, each with its own role,
 secret and table and the same rotations, through the approaches the library
@@ -259,6 +260,16 @@ func runLocal(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *consol
 
 	dsn := fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable application_name=pgrotate-demo", pg.Host, pg.Port)
 	st := &runState{cfg: cfg, duration: cfg.duration, log: log}
+	// The rotating approach's role, and the other user the
+	// alternating-users rotation makes for it.
+	st.roles = []string{targets[0].role, targets[0].role + "_clone"}
+	if cfg.strategy != rotation.AlternatingUsers {
+		st.roles = st.roles[:1]
+	}
+	if st.refusals = newRefusalLog(pg, st.roles...); st.refusals != nil {
+		// Before the application's first login.
+		st.logStart, st.logErr = st.refusals.offset()
+	}
 	defer st.closeApproaches(log)
 	for i, key := range keys {
 		// Each approach reads its secret through a client of its own, so
@@ -463,6 +474,14 @@ type runState struct {
 	tables     []string
 	events     []*rotationEvent
 
+	// The rotating approach's roles, and their refusals in the server log
+	// (nil if the demo cannot read it) from logStart on; logErr is the
+	// first error reading it.
+	roles    []string
+	refusals *refusalLog
+	logStart int64
+	logErr   error
+
 	start       time.Time
 	seconds     int // whole seconds the workload ran
 	loads       []*load
@@ -539,6 +558,7 @@ func (st *runState) runEvent(ctx context.Context, plan *rotationPlan, ev *rotati
 	ev.fetches = rot.calls.counts()
 	ev.stats = rot.conn.Stats()
 	ev.failed = st.loads[0].failed.Load()
+	ev.logOffset = st.logOffset()
 	ev.start = time.Now()
 	ev.mu.Unlock()
 	desc := "AWS four-step rotation (" + ev.kind + "), setSecret to finishSecret held open " + st.cfg.window.String()
@@ -558,6 +578,33 @@ func (st *runState) runEvent(ctx context.Context, plan *rotationPlan, ev *rotati
 	default:
 		st.log.Info(fmt.Sprintf("rotation %d/%d done", ev.n, len(st.events)), slog.Duration("took", took.Round(time.Millisecond)))
 	}
+}
+
+// logOffset returns where the server log ends now (0 if it cannot be
+// read; logErr then says why).
+func (st *runState) logOffset() int64 {
+	if st.refusals == nil || st.logErr != nil {
+		return 0
+	}
+	n, err := st.refusals.offset()
+	if err != nil {
+		st.logErr = err
+	}
+	return n
+}
+
+// logged returns the refusals of the rotating approach's roles logged
+// between the offsets from and to; -1 if the log cannot be read.
+func (st *runState) logged(from, to int64) int64 {
+	if st.refusals == nil || st.logErr != nil {
+		return -1
+	}
+	n, err := st.refusals.count(from, to)
+	if err != nil {
+		st.logErr = err
+		return -1
+	}
+	return n
 }
 
 // showProgress redraws the progress line until done is closed: every
@@ -659,11 +706,12 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	// Per rotation: the rotating approach's counters from the start of the
 	// rotation to the start of the next one (or the end of the run).
 	type snapshot struct {
-		fetches FetchCounts
-		stats   rotating.Stats
-		failed  int64
+		fetches   FetchCounts
+		stats     rotating.Stats
+		failed    int64
+		logOffset int64
 	}
-	final := snapshot{fetches: rep.Rotating.Fetches, failed: rep.Rotating.Failed}
+	final := snapshot{fetches: rep.Rotating.Fetches, failed: rep.Rotating.Failed, logOffset: st.logOffset()}
 	if rep.Rotating.Stats != nil {
 		final.stats = *rep.Rotating.Stats
 	}
@@ -674,7 +722,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	for _, ev := range st.events {
 		ev.mu.Lock()
 		if !ev.start.IsZero() {
-			snaps = append(snaps, snapshot{ev.fetches, ev.stats, ev.failed})
+			snaps = append(snaps, snapshot{ev.fetches, ev.stats, ev.failed, ev.logOffset})
 			starts = append(starts, ev.start)
 		}
 		ev.mu.Unlock()
@@ -682,6 +730,8 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	snaps = append(snaps, final)
 	starts = append(starts, time.Now())
 	rep.StartupFetches = snaps[0].fetches
+	rep.StartupRejected = snaps[0].stats.AuthFailures
+	rep.StartupLogged = st.logged(st.logStart, snaps[0].logOffset)
 	offset := func(t time.Time) time.Duration {
 		if t.IsZero() {
 			return -1
@@ -692,18 +742,20 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 		ev.mu.Lock()
 		from, to := snaps[i], snaps[i+1]
 		r := RotationResult{
-			N:         ev.n,
-			Kind:      ev.kind,
-			Start:     offset(ev.start),
-			End:       offset(ev.end),
-			Open:      offset(ev.open),
-			Close:     offset(ev.close),
-			Fetches:   to.fetches.minus(from.fetches),
-			Rejected:  to.stats.AuthFailures - from.stats.AuthFailures,
-			Recovered: to.stats.Recoveries - from.stats.Recoveries,
-			GaveUp:    to.stats.RecoveryFailures - from.stats.RecoveryFailures,
-			Failed:    to.failed - from.failed,
-			Bridged:   latencies(st.approaches[0].logins.bridged(starts[i], starts[i+1])),
+			N:               ev.n,
+			Kind:            ev.kind,
+			Start:           offset(ev.start),
+			End:             offset(ev.end),
+			Open:            offset(ev.open),
+			Close:           offset(ev.close),
+			Fetches:         to.fetches.minus(from.fetches),
+			Rejected:        to.stats.AuthFailures - from.stats.AuthFailures,
+			Logged:          st.logged(from.logOffset, to.logOffset),
+			RotationRefused: ev.rotationRefused.Load(),
+			Recovered:       to.stats.Recoveries - from.stats.Recoveries,
+			GaveUp:          to.stats.RecoveryFailures - from.stats.RecoveryFailures,
+			Failed:          to.failed - from.failed,
+			Bridged:         latencies(st.approaches[0].logins.bridged(starts[i], starts[i+1])),
 		}
 		switch {
 		case ev.end.IsZero() || ev.err != nil && st.interrupted && errors.Is(ev.err, context.Canceled):
@@ -715,5 +767,14 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 		rep.Rotations = append(rep.Rotations, r)
 	}
 	rep.PlannedRotations = len(st.events)
+	rep.Roles = st.roles
+	switch {
+	case st.cfg.external():
+		rep.ServerLogNote = "the demo cannot read your server's log"
+	case st.refusals == nil:
+		rep.ServerLogNote = "the demo cannot read the log of a server it did not start"
+	case st.logErr != nil:
+		rep.ServerLogNote = "reading the server log failed: " + st.logErr.Error()
+	}
 	return rep
 }

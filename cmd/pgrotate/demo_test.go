@@ -54,6 +54,12 @@ func demoRun(t *testing.T, args ...string) (*Report, result) {
 	if rot.Logins.Failed != 0 {
 		t.Errorf("%d logins failed", rot.Logins.Failed)
 	}
+	checkRejectedCounts(t, rep)
+	for _, want := range []string{"rejected  server log", "the application's logins rejected per rotation"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
 	if !rep.Passed() || !strings.Contains(r.out, "PASS") {
 		t.Error("report does not say PASS")
 	}
@@ -67,8 +73,42 @@ func demoRun(t *testing.T, args ...string) (*Report, result) {
 	return rep, r
 }
 
+// checkRejectedCounts checks that the two counts of rejected logins agree:
+// the server log's lines for the rotating approach's role, less those of
+// the rotation function, equal the connector's Stats().AuthFailures, in
+// every rotation; and that nothing was rejected before the first rotation.
+// Every AWS rotation's setSecret tries AWSPENDING first, which the server
+// refuses once: that proves the log is read at all.
+func checkRejectedCounts(t *testing.T, rep *Report) {
+	t.Helper()
+	if rep.StartupRejected != 0 {
+		t.Errorf("before the first rotation: %d rejected logins, want 0", rep.StartupRejected)
+	}
+	if rep.ServerLogNote != "" {
+		t.Logf("server log not read (%s): only Stats().AuthFailures is checked", rep.ServerLogNote)
+		return
+	}
+	if rep.StartupLogged != 0 {
+		t.Errorf("before the first rotation: %d refusals in the server log, want 0", rep.StartupLogged)
+	}
+	for _, x := range rep.Rotations {
+		wantRotationFn := int64(1)
+		if x.Kind == kindRunbook {
+			wantRotationFn = 0 // the runbook logs in as the superuser only
+		}
+		if x.RotationRefused != wantRotationFn {
+			t.Errorf("rotation %d (%s): the rotation function had %d logins refused, want %d (its AWSPENDING attempt)",
+				x.N, x.Kind, x.RotationRefused, wantRotationFn)
+		}
+		if x.Logged < x.RotationRefused || x.AppLogged() != int64(x.Rejected) {
+			t.Errorf("rotation %d (%s): server log has %d refusals, %d of them the rotation function's; the connector counted %d",
+				x.N, x.Kind, x.Logged, x.RotationRefused, x.Rejected)
+		}
+	}
+}
+
 func TestDemoSingleUser(t *testing.T) {
-	rep, _ := demoRun(t, "-duration", "6s", "-rotations", "2", "-workers", "8", "-recycle", "500ms")
+	rep, out := demoRun(t, "-duration", "6s", "-rotations", "2", "-workers", "8", "-recycle", "500ms")
 	if got := len(rep.Rotations); got != 3 {
 		t.Fatalf("%d rotations, want 2 AWS and 1 runbook", got)
 	}
@@ -95,6 +135,27 @@ func TestDemoSingleUser(t *testing.T) {
 	if len(rep.Rotating.PerSecond) != rep.Seconds {
 		t.Errorf("%d seconds in the timeline, %d run", len(rep.Rotating.PerSecond), rep.Seconds)
 	}
+	// Rejected logins (issue 8): the default demo's 8 workers and 1 s
+	// windows, logging in anew 4 times as often (more logins meet each
+	// window). In the runbook's window no credential logs in; the first
+	// login to meet the new password is rejected, then the connector
+	// re-checks once per backoff step for every waiting login: at most 6.
+	// In an AWS rotation, at most each worker dialing at that moment.
+	// None would mean the count is broken: the database changes before
+	// the store in both.
+	for _, x := range rep.Rotations {
+		n, most := x.RejectedLogins(), int64(8)
+		if x.Kind == kindRunbook {
+			most = 6
+		}
+		if n < 1 || n > most {
+			t.Errorf("rotation %d (%s): %d rejected logins, want 1 to %d", x.N, x.Kind, n, most)
+		}
+	}
+	if !strings.Contains(out.out, "at most 1 per worker (8 workers) in each: holds") {
+		t.Error("the report does not check the AWS rotations' rejected logins against the workers")
+	}
+
 	// The AWS rotations cost no throughput: every second up to the
 	// runbook acknowledged statements.
 	for i, s := range rep.Rotating.PerSecond[:int(rep.Rotations[2].Start/time.Second)] {
@@ -116,6 +177,14 @@ func TestDemoAlternating(t *testing.T) {
 	}
 	if got := rep.Rotating.Fetches.Pending; got != 0 {
 		t.Errorf("%d AWSPENDING fetches, want 0", got)
+	}
+	// The first rotation leaves the cached user working; the second
+	// changes its password, and the runbook then changes that of the user
+	// the second made current, not the one the connector moved to.
+	for i, want := range [][2]int64{{0, 0}, {1, 8}, {0, 6}} {
+		if n := rep.Rotations[i].RejectedLogins(); n < want[0] || n > want[1] {
+			t.Errorf("rotation %d (%s): %d rejected logins, want %d to %d", i+1, rep.Rotations[i].Kind, n, want[0], want[1])
+		}
 	}
 }
 
@@ -237,6 +306,11 @@ func TestDemoExternal(t *testing.T) {
 	rep := r.report
 	if rep.Mode != "external" || len(rep.Rotations) != 0 || rep.Rotating.Failed != 0 || rep.Rotating.RowsMissing != 0 || rep.Rotating.OK == 0 {
 		t.Errorf("report: mode %q, %d rotations, %d ok, %d failed, %d missing", rep.Mode, len(rep.Rotations), rep.Rotating.OK, rep.Rotating.Failed, rep.Rotating.RowsMissing)
+	}
+	// The server log of "your" server is not the demo's to read: the
+	// connector's count only, and the report says so.
+	if !strings.Contains(r.out, "logins rejected, as the connector counted them") || !strings.Contains(r.out, "not checked against the server log") {
+		t.Error("the report does not give the connector's rejected logins and say that the server log was not read")
 	}
 	if !strings.Contains(r.err, "ignored with -dsn/-secret-id") || !strings.Contains(r.err, "rotates nothing") {
 		t.Error("the demo does not say that it rotates nothing and ignores -rotations")

@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"text/tabwriter"
+	"text/template"
 	"time"
 
 	"github.com/pgrotate/rotating"
@@ -29,8 +32,16 @@ type Report struct {
 	// Rotating is the library's run: sql.OpenDB(rotating.NewConnector(...)).
 	Rotating ApproachResult
 	// StartupFetches are the rotating approach's secret fetches before the
-	// first rotation.
-	StartupFetches FetchCounts
+	// first rotation; StartupRejected and StartupLogged its rejected logins
+	// then, as the connector and the server log counted them.
+	StartupFetches  FetchCounts
+	StartupRejected uint64
+	StartupLogged   int64
+	// Roles are the rotating approach's roles (two with alternating users),
+	// whose refused logins the server log shows. ServerLogNote says why
+	// the server-log figures are missing, if they are (Logged is -1 then).
+	Roles         []string
+	ServerLogNote string
 	// Rotations are the rotations that started, in order; PlannedRotations
 	// how many were planned.
 	Rotations        []RotationResult
@@ -127,6 +138,11 @@ type RotationResult struct {
 	Fetches                     FetchCounts
 	Rejected, Recovered, GaveUp uint64
 	Failed                      int64
+	// Logged counts the server log's lines `password authentication failed
+	// for user "<role>"` for the rotating approach's roles, -1 if the log
+	// could not be read; RotationRefused counts those of them that the
+	// rotation function caused (its setSecret first tries AWSPENDING).
+	Logged, RotationRefused int64
 	// Bridged are the Connects that met this rotation and logged in.
 	Bridged LatencySummary
 	// Err is the rotation's error, "interrupted", or empty.
@@ -139,6 +155,25 @@ func (r RotationResult) Window() time.Duration {
 		return 0
 	}
 	return r.Close - r.Open
+}
+
+// AppLogged is the application's refused logins in the server log:
+// Logged less the rotation function's; -1 if the log could not be read.
+func (r RotationResult) AppLogged() int64 {
+	if r.Logged < 0 {
+		return -1
+	}
+	return r.Logged - r.RotationRefused
+}
+
+// RejectedLogins is the application's refused logins in the rotation: as
+// the server logged them if the demo could read its log, else as the
+// connector counted them (Stats().AuthFailures).
+func (r RotationResult) RejectedLogins() int64 {
+	if r.Logged < 0 {
+		return int64(r.Rejected)
+	}
+	return r.AppLogged()
 }
 
 // EndpointCalls is what the local endpoint counted.
@@ -219,10 +254,17 @@ func (r *Report) write(w io.Writer) {
 	p("\n")
 
 	if r.Mode != "external" || len(r.Rotations) > 0 {
-		r.writeRotations(p)
+		r.writeRotations(&b)
 	} else {
-		p("  secret      %d GetSecretValue calls (%d AWSCURRENT, %d AWSPENDING) for %d statements and %d logins\n\n",
+		p("  secret      %d GetSecretValue calls (%d AWSCURRENT, %d AWSPENDING) for %d statements and %d logins\n",
 			rot.Fetches.Total(), rot.Fetches.Current, rot.Fetches.Pending, rot.OK+rot.Failed, ls.Ordinary.N+ls.MetRotation.N+ls.Failed)
+		if s := rot.Stats; s != nil {
+			// Rotations here are the user's, at times the demo does not
+			// know: one figure for the run, from the connector alone.
+			p("  rejected    %d of the application's logins rejected, as the connector counted them (Stats().AuthFailures);\n", s.AuthFailures)
+			p("              not checked against the server log: %s\n", r.ServerLogNote)
+		}
+		p("\n")
 	}
 	r.writeTimeline(p)
 	if len(r.Naive) > 0 {
@@ -251,41 +293,217 @@ func (r *Report) write(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
-func (r *Report) writeRotations(p func(string, ...any)) {
-	rot := r.Rotating
-	p("  rotations   what the rotating connector did, from each rotation's start to the next's:\n")
-	p("                #  kind               starts  window  GetSecretValue     rejected  bridged logins              failed\n")
-	p("                                                      CURRENT  PENDING   logins       n       p50       max  statements\n")
-	p("                -  first login                        %7d  %7d\n", r.StartupFetches.Current, r.StartupFetches.Pending)
-	runbook := false
+// rotationsReport is the report's rotations section: the table of
+// rotations, what its columns mean, the check of rejected logins, and the
+// secret calls.
+var rotationsReport = template.Must(template.New("rotations").Funcs(template.FuncMap{"join": joinCounts}).Parse(
+	`  rotations   what the rotating connector did, from each rotation's start to the next's:
+{{.RotationTable}}              window: setSecret to finishSecret, or ALTER ROLE to PutSecretValue (the runbook)
+              AWSCURRENT, AWSPENDING: the application's GetSecretValue calls, by staging label
+              rejected: logins the database rejected, as the connector counted them (Stats().AuthFailures)
+{{- if .ServerLogNote}}
+              server log: not counted ({{.ServerLogNote}})
+{{- else}}
+              server log: PostgreSQL's log lines saying password authentication failed for user {{.QuotedRoles}}
+{{- with .SumRotationRefused}}
+                less the {{.}} caused by the rotation functions' setSecret, which tries AWSPENDING first
+{{- end}}
+{{- end}}
+              bridged: Connects that met the rotation and logged in; p50, max: how long they took
+              failed: statements that failed
+{{- if .RunbookMetRejection}}
+              in the runbook's window no credential in the store logs in: new logins wait for the
+              store (re-checked with backoff) while open connections keep working
+{{- end}}
+{{- with .RejectedCheck}}
+  rejected    the application's logins rejected per rotation ({{.Source}}):
+{{- with .AWS}}
+                AWS rotations  {{join .}}: at most 1 per worker ({{$.Workers}} workers) in each
+{{- with $.RejectedCheck.OverBound}}: EXCEEDED in rotation {{join .}}{{else}}: holds{{end}}
+{{- end}}
+{{- with .Runbook}}
+                runbook        {{join .}} for {{$.Workers}} workers
+{{- end}}
+{{- end}}
+  secret      {{.Rotating.Fetches.Total}} GetSecretValue calls by the application for {{.Statements}} statements and {{.LoginCount}} logins
+{{- with .Endpoint}}
+              (the endpoint counted {{.GetSecretValue}} GetSecretValue calls: {{.Applications}} from {{$.Applications}},
+              {{.Operator}} from the rotation functions and the runbook; {{.Total}} calls of all operations)
+{{- end}}
+
+`))
+
+func (r *Report) writeRotations(w io.Writer) {
+	if err := rotationsReport.Execute(w, r); err != nil {
+		panic(err) // neither the template nor the Report's methods fail
+	}
+}
+
+// RotationTable is the table of rotations, a line per rotation, aligned by
+// text/tabwriter.
+func (r *Report) RotationTable() string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	// Every row has every column and ends with a tab, so that a short row
+	// does not split a column in two; the padding this leaves at the end
+	// of a line is trimmed below.
+	row := func(cells ...any) {
+		fmt.Fprint(tw, "                ")
+		for _, c := range cells {
+			fmt.Fprintf(tw, "%v\t", c)
+		}
+		fmt.Fprint(tw, "\n")
+	}
+	row("#", "kind", "starts", "window", "AWSCURRENT", "AWSPENDING", "rejected", "server log", "bridged", "p50", "max", "failed")
+	row("-", "first login", "", "", r.StartupFetches.Current, r.StartupFetches.Pending, r.StartupRejected, count(r.StartupLogged), "", "", "", "")
 	for _, x := range r.Rotations {
-		p("               %2d  %-17s %7s %7s  %7d  %7d  %7d  %6d  %8s  %8s  %10d", x.N, x.Kind, secs(x.Start), secs(x.Window()),
-			x.Fetches.Current, x.Fetches.Pending, x.Rejected, x.Recovered, ms(x.Bridged.P50), ms(x.Bridged.Max), x.Failed)
-		if x.Err != "" {
-			p("  %s", x.Err)
+		logged := "-"
+		if x.Logged >= 0 {
+			logged = strconv.FormatInt(x.AppLogged(), 10)
 		}
-		p("\n")
-		runbook = runbook || x.Kind == kindRunbook && x.Rejected > 0
+		row(x.N, x.Kind, secs(x.Start), secs(x.Window()), x.Fetches.Current, x.Fetches.Pending, x.Rejected, logged,
+			x.Recovered, ms(x.Bridged.P50), ms(x.Bridged.Max), x.Failed, x.Err)
 	}
-	p("                   total                              %7d  %7d  %7d  %6d                      %10d\n",
-		rot.Fetches.Current, rot.Fetches.Pending, sumRejected(r.Rotations), sumRecovered(r.Rotations), rot.Failed)
-	p("              window: setSecret to finishSecret, or ALTER ROLE to PutSecretValue (the runbook)\n")
-	if runbook {
-		p("              in the runbook's window no credential in the store logs in: new logins wait for the\n")
-		p("              store (re-checked with backoff) while open connections keep working\n")
+	rot := r.Rotating
+	row("", "total", "", "", rot.Fetches.Current, rot.Fetches.Pending, r.SumRejected(), count(r.SumAppLogged()), r.SumRecovered(), "", "", rot.Failed)
+	tw.Flush()
+	var out strings.Builder
+	for line := range strings.Lines(b.String()) {
+		out.WriteString(strings.TrimRight(line, " \n") + "\n")
 	}
-	logins := rot.Logins.Ordinary.N + rot.Logins.MetRotation.N + rot.Logins.Failed
-	p("  secret      %d GetSecretValue calls by the application for %d statements and %d logins\n",
-		rot.Fetches.Total(), rot.OK+rot.Failed, logins)
-	if e := r.Endpoint; e != nil {
-		who := "the application"
-		if len(r.Naive) > 0 {
-			who = "the applications (all approaches)"
+	return out.String()
+}
+
+// RejectedLoginsCheck is the report's check of the application's rejected logins
+// per rotation against the bound of one per worker for AWS rotations.
+type RejectedLoginsCheck struct {
+	Source       string  // where the figures come from
+	AWS, Runbook []int64 // per rotation, in order
+	OverBound    []int64 // the AWS rotations (N) over one per worker
+}
+
+// RejectedCheck returns the check of rejected logins, nil with no rotation.
+func (r *Report) RejectedCheck() *RejectedLoginsCheck {
+	if len(r.Rotations) == 0 {
+		return nil
+	}
+	c := &RejectedLoginsCheck{Source: "server log; Stats().AuthFailures agrees"}
+	if r.ServerLogNote != "" {
+		c.Source = "Stats().AuthFailures; the server log was not read"
+	}
+	var stats []int64
+	agree := true
+	for _, x := range r.Rotations {
+		n := x.RejectedLogins()
+		stats = append(stats, int64(x.Rejected))
+		agree = agree && n == int64(x.Rejected)
+		if x.Kind == kindRunbook {
+			c.Runbook = append(c.Runbook, n)
+			continue
 		}
-		p("              (the endpoint counted %d GetSecretValue calls: %d from %s,\n", e.GetSecretValue, e.Applications, who)
-		p("              %d from the rotation functions and the runbook; %d calls of all operations)\n", e.Operator, e.Total)
+		c.AWS = append(c.AWS, n)
+		if n > int64(r.Workers) {
+			c.OverBound = append(c.OverBound, int64(x.N))
+		}
 	}
-	p("\n")
+	if r.ServerLogNote == "" && !agree {
+		c.Source = "server log; Stats().AuthFailures counted " + joinCounts(stats)
+	}
+	return c
+}
+
+// RunbookMetRejection reports whether a runbook rotation had rejected
+// logins, which the report then explains.
+func (r *Report) RunbookMetRejection() bool {
+	for _, x := range r.Rotations {
+		if x.Kind == kindRunbook && x.Rejected > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// SumRejected, SumAppLogged (-1 if any is unknown), SumRotationRefused and
+// SumRecovered are the rotations' totals.
+func (r *Report) SumRejected() (n uint64) {
+	for _, x := range r.Rotations {
+		n += x.Rejected
+	}
+	return n
+}
+
+func (r *Report) SumAppLogged() (n int64) {
+	for _, x := range r.Rotations {
+		if x.Logged < 0 {
+			return -1
+		}
+		n += x.AppLogged()
+	}
+	return n
+}
+
+func (r *Report) SumRotationRefused() (n int64) {
+	for _, x := range r.Rotations {
+		n += x.RotationRefused
+	}
+	return n
+}
+
+func (r *Report) SumRecovered() (n uint64) {
+	for _, x := range r.Rotations {
+		n += x.Recovered
+	}
+	return n
+}
+
+// Statements and LoginCount are the rotating approach's statements and
+// Connect calls.
+func (r *Report) Statements() int64 { return r.Rotating.OK + r.Rotating.Failed }
+
+func (r *Report) LoginCount() int {
+	ls := r.Rotating.Logins
+	return ls.Ordinary.N + ls.MetRotation.N + ls.Failed
+}
+
+// Applications names who the endpoint's application calls came from.
+func (r *Report) Applications() string {
+	if len(r.Naive) > 0 {
+		return "the applications (all approaches)"
+	}
+	return "the application"
+}
+
+// QuotedRoles names the rotating approach's roles as the server log
+// does: "app" (or "app_clone").
+func (r *Report) QuotedRoles() string {
+	var b strings.Builder
+	for i, role := range r.Roles {
+		if i > 0 {
+			b.WriteString(" (or ")
+		}
+		fmt.Fprintf(&b, "%q", role)
+		if i > 0 {
+			b.WriteString(")")
+		}
+	}
+	return b.String()
+}
+
+// count formats a count, "-" for an unknown (negative) one.
+func count(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// joinCounts formats counts as "1, 1, 4".
+func joinCounts(ns []int64) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(s, ", ")
 }
 
 const barWidth = 40
@@ -424,20 +642,6 @@ func spark(seconds []Second, peak int64) string {
 // in reports whether the offset d falls in second sec of the run.
 func in(d time.Duration, sec int) bool {
 	return d >= 0 && int(d/time.Second) == sec
-}
-
-func sumRejected(rs []RotationResult) (n uint64) {
-	for _, r := range rs {
-		n += r.Rejected
-	}
-	return n
-}
-
-func sumRecovered(rs []RotationResult) (n uint64) {
-	for _, r := range rs {
-		n += r.Recovered
-	}
-	return n
 }
 
 func perSecond(n int64, seconds int) string {

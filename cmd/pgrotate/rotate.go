@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,11 +38,17 @@ type rotationEvent struct {
 	close      time.Time // the store catches up (finishSecret, PutSecretValue)
 	err        error
 
-	// At the start: the rotating approach's counters, for the per-rotation
-	// figures.
-	fetches FetchCounts
-	stats   rotating.Stats
-	failed  int64
+	// At the start: the rotating approach's counters and where the server
+	// log ended, for the per-rotation figures.
+	fetches   FetchCounts
+	stats     rotating.Stats
+	failed    int64
+	logOffset int64
+
+	// rotationRefused counts the logins of the rotation function on the
+	// rotating approach's secret that the database refused (28P01): the
+	// server logs them under the application's role.
+	rotationRefused atomic.Int64
 }
 
 func (e *rotationEvent) markOpen() {
@@ -92,11 +99,17 @@ func (p *rotationPlan) apply(ctx context.Context, ev *rotationEvent) error {
 	errs := make([]error, len(p.secrets))
 	var wg sync.WaitGroup
 	for i, id := range p.secrets {
+		// The first secret is the rotating approach's, whose refused logins
+		// the report counts.
+		var refused *atomic.Int64
+		if i == 0 {
+			refused = &ev.rotationRefused
+		}
 		wg.Go(func() {
 			if ev.kind == kindRunbook {
 				errs[i] = p.runbook(ctx, ev, id)
 			} else {
-				errs[i] = p.rotateAWS(ctx, ev, id)
+				errs[i] = p.rotateAWS(ctx, ev, id, refused)
 			}
 		})
 	}
@@ -111,16 +124,22 @@ func (p *rotationPlan) apply(ctx context.Context, ev *rotationEvent) error {
 
 // rotateAWS is AWS's four-step rotation, holding the window between
 // setSecret and finishSecret open for p.window so that the workload really
-// meets it.
-func (p *rotationPlan) rotateAWS(ctx context.Context, ev *rotationEvent, secretID string) error {
+// meets it. If refused is not nil, the rotation function's logins that
+// the database refuses are counted into it.
+func (p *rotationPlan) rotateAWS(ctx context.Context, ev *rotationEvent, secretID string, refused *atomic.Int64) error {
 	var logger *slog.Logger
 	if p.verbose {
 		logger = p.log // a line per step; too much for the default output
 	}
+	var newConnector rotation.NewConnectorFunc
+	if refused != nil {
+		newConnector = refusalCounter(refused)
+	}
 	r := rotation.New(p.ops, rotation.Options{
-		Strategy: p.strategy,
-		SSLMode:  pq.SSLModeDisable, // the throwaway server has no TLS
-		Logger:   logger,
+		NewConnector: newConnector,
+		Strategy:     p.strategy,
+		SSLMode:      pq.SSLModeDisable, // the throwaway server has no TLS
+		Logger:       logger,
 		Hook: func(ctx context.Context, step rotation.Step, _, _ string) error {
 			switch step {
 			case rotation.StepSet:

@@ -296,7 +296,6 @@ const (
 var (
 	dialerCounts = []int{1, 16, 64, 256}
 	fleetSizes   = []int{100, 1000}
-	kinds        = []string{"rotating", "fetch-per-connection", "refetch-on-auth-failure"}
 )
 
 const quota = 10_000 // AWS GetSecretValue requests per second
@@ -326,22 +325,22 @@ func write(w *bytes.Buffer, r *results, commands string) {
 			num(r.pooled(name, "rotating-conns/s")), num(r.pooled(name, "plain-conns/s")),
 			ratio(r.hotRatio(c.ctx)), ratio(r.lo(name, "ratio")), ratio(r.hi(name, "ratio")), r.hotVerdict(c.ctx))
 	}
-	for _, st := range []struct{ store, label string }{
-		{"memory", "store updated first"},
-		{"awssm-pending-window", "AWS pending window"},
-	} {
-		want := 1.0
-		if st.store == "awssm-pending-window" {
-			want = 2
-		}
+	for _, sc := range storeCallsCases() {
 		n := 256
-		name := fmt.Sprintf("%s%s/dialers=%d/", storeCalls, st.store, n)
-		rot := r.med(name+"rotating", "store-calls/rotation")
-		fe, rf := r.med(name+"fetch-per-connection", "store-calls/rotation"), r.med(name+"refetch-on-auth-failure", "store-calls/rotation")
-		p("| store calls per rotation, %d concurrent dialers, %s | %s | fetch-per-connection %s, refetch-on-auth-failure %s (failed connects: %s, %s) | %s, %s fewer | %s | %s |\n",
-			n, st.label, num(rot), num(fe), num(rf),
-			num(r.med(name+"fetch-per-connection", "failed-connects/rotation")), num(r.med(name+"refetch-on-auth-failure", "failed-connects/rotation")),
-			times(fe/rot), times(rf/rot), num(want), verdict(r.hi(name+"rotating", "store-calls/rotation") <= want, rot))
+		rot, rf, fe := storeCallsName(sc.key, n, "rotating"), storeCallsName(sc.key, n, "refetch-on-auth-failure"), storeCallsName(sc.key, n, "fetch-per-connection")
+		bound := rejectedBound(sc, n)
+		p("| rejected logins per rotation, %d concurrent dialers, %s | %s | refetch-on-auth-failure %s, fetch-per-connection %s (failed connects: %s, %s) | refetch/rotating %s | ≤ %s | %s |\n",
+			n, sc.label, num(r.med(rot, "rejected-logins/rotation")),
+			num(r.med(rf, "rejected-logins/rotation")), num(r.med(fe, "rejected-logins/rotation")),
+			num(r.med(rf, "failed-connects/rotation")), num(r.med(fe, "failed-connects/rotation")),
+			times(r.med(rf, "rejected-logins/rotation")/r.med(rot, "rejected-logins/rotation")),
+			num(bound), verdict(r.hi(rot, "rejected-logins/rotation") <= bound, r.med(rot, "rejected-logins/rotation")))
+		p("| store calls per rotation, %d concurrent dialers, %s | %s | refetch-on-auth-failure %s, fetch-per-connection %s | %s, %s fewer | %s | %s |\n",
+			n, sc.label, num(r.med(rot, "store-calls/rotation")),
+			num(r.med(rf, "store-calls/rotation")), num(r.med(fe, "store-calls/rotation")),
+			times(r.med(rf, "store-calls/rotation")/r.med(rot, "store-calls/rotation")),
+			times(r.med(fe, "store-calls/rotation")/r.med(rot, "store-calls/rotation")),
+			num(sc.wantCalls), verdict(r.hi(rot, "store-calls/rotation") <= sc.wantCalls, r.med(rot, "store-calls/rotation")))
 	}
 	for _, st := range []struct{ store, label, target string }{
 		{"awssm", "store updated first (awssm)", "one extra dial + one store call"},
@@ -369,9 +368,10 @@ func write(w *bytes.Buffer, r *results, commands string) {
 
 	// ---- machine
 	p("## Machine\n\n| | |\n|---|---|\n")
-	p("| CPU | %s |\n| logical CPUs (`nproc`) | %s |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n| PostgreSQL | %s (throwaway server on 127.0.0.1, fsync off, started by `internal/pgserver`) |\n| load average at start, end | %s; %s |\n\n",
+	p("| CPU | %s |\n| logical CPUs (`nproc`) | %s |\n| memory | %s |\n| kernel | %s |\n| Go | %s |\n| PostgreSQL | %s (throwaway server on 127.0.0.1, fsync off, started by `internal/pgserver`) |\n| load average at start, end | %s; %s |\n| duration of the run | %s |\n\n",
 		env("BENCH_CPU", "?"), env("BENCH_NPROC", "?"), env("BENCH_MEM", "?"), env("BENCH_KERNEL", "?"),
-		env("BENCH_GO", "?"), cmp(r.pgVer, "?"), env("BENCH_LOAD_START", "?"), env("BENCH_LOAD_END", "?"))
+		env("BENCH_GO", "?"), cmp(r.pgVer, "?"), env("BENCH_LOAD_START", "?"), env("BENCH_LOAD_END", "?"),
+		env("BENCH_DURATION", "?"))
 	p("The machine is shared and small: the client, the PostgreSQL server and the Secrets Manager endpoint all run on its %s CPUs, and other work may run beside them (see the load average). That is why every comparison is made within one run, interleaved, and given as a ratio.\n\n",
 		env("BENCH_NPROC", "?"))
 
@@ -397,31 +397,7 @@ func write(w *bytes.Buffer, r *results, commands string) {
 	p("\nWith a context that can end (`deadline`), the rotating Connector also registers the login's socket so that the caller's deadline bounds the whole login, which lib/pq alone does not do.\n\n")
 
 	// ---- 2
-	p("## 2. Store calls under concurrency\n\n")
-	p("`BenchmarkStoreCalls`: a process whose connector has cached the credential in use meets one rotation; then n goroutines call `Connect` at the same moment. Figures are secret-store calls per rotation (the warm-up fetch before the rotation is not counted) and `Connect` calls that failed. The database is a fake that accepts one password and answers others with `28P01` after 1 ms (`WithNewConnector`).\n\n")
-	p("The alternatives, written in the benchmark file: **fetch-per-connection** calls the store before every login; **refetch-on-auth-failure** caches the credential and, when a login is rejected, refetches and retries once: each failing dial does its own refetch, with no coalescing and no knowledge of AWSPENDING (what the peers do; one retry is the most frugal of them, so the comparison favours the alternative).\n\n")
-	for _, st := range []struct{ store, text string }{
-		{"memory", "**Store updated first** (in-memory store, then the database): the new password is in the store when the first login fails. Target: 1 call."},
-		{"awssm-pending-window", "**AWS single-user rotation window** (`awssm` against `awssmtest`, between setSecret and finishSecret): AWSCURRENT holds the dead password, AWSPENDING the live one. Target: 2 calls (AWSCURRENT, then AWSPENDING)."},
-	} {
-		p("%s\n\n", st.text)
-		p("| dialers | rotating | fetch-per-connection | refetch-on-auth-failure | failed connects (rotating / fetch / refetch) | ratio fetch/rotating | ratio refetch/rotating |\n|---|---|---|---|---|---|---|\n")
-		for _, n := range dialerCounts {
-			name := fmt.Sprintf("%s%s/dialers=%d/", storeCalls, st.store, n)
-			v := map[string]float64{}
-			for _, k := range kinds {
-				v[k] = r.med(name+k, "store-calls/rotation")
-			}
-			p("| %d | %s | %s | %s | %s / %s / %s | %s | %s |\n", n,
-				num(v["rotating"]), num(v["fetch-per-connection"]), num(v["refetch-on-auth-failure"]),
-				num(r.med(name+"rotating", "failed-connects/rotation")),
-				num(r.med(name+"fetch-per-connection", "failed-connects/rotation")),
-				num(r.med(name+"refetch-on-auth-failure", "failed-connects/rotation")),
-				times(v["fetch-per-connection"]/v["rotating"]), times(v["refetch-on-auth-failure"]/v["rotating"]))
-		}
-		p("\n")
-	}
-	p("fetch-per-connection makes one call per login whether or not a rotation happens: its figure is the cost of every burst of n logins. Neither alternative survives the AWS window: both read AWSCURRENT, get the dead password, and fail every `Connect` until finishSecret.\n\n")
+	writeStoreCalls(w, r)
 
 	// ---- 3
 	p("## 3. Rotation cost\n\n")
