@@ -15,30 +15,39 @@
 // Connections already open are left alone: PostgreSQL does not end sessions
 // when a password changes, so sql.DB's pool keeps working.
 //
-// When the database rejects a login (SQLSTATE 28P01 or 28000 by default),
-// Connect looks for a working credential, in this order:
+// The connector keeps a small model of what it knows: the store's current
+// credential, the store's pending one (AWSPENDING, asked only during a
+// rotation window), and the previous one that worked, each untried, working
+// or rejected. Connect dials the credential known to work with one atomic
+// load. When the database rejects a login (SQLSTATE 28P01 or 28000 by
+// default), every Connect that is waiting shares each step:
 //
-//  1. A newer credential that another Connect has already cached: it is used
-//     without calling the source.
-//  2. One refresh from the source, shared by every Connect that is waiting
-//     (a singleflight), and run on the connector's own context with its own
-//     timeout so that no caller's cancellation fails the others.
-//  3. If the source returned the very credential that was rejected (the
+//  1. One call to the source for all of them, run on the connector's own
+//     context with its own timeout, so that no caller's cancellation fails
+//     the others. A new credential it returns is tried by one caller while
+//     the others wait for the result.
+//  2. If the source returned the very credential that was rejected (the
 //     store is behind the database: a manual ALTER ROLE before the vault
 //     was updated, or AWS Secrets Manager's window between setSecret and
 //     finishSecret) and it implements secrets.PendingSource, the pending
-//     credential (AWSPENDING). It becomes the cached credential only once a
-//     login with it has succeeded.
-//  4. Otherwise the source is asked again with backoff (100 ms doubling to
-//     5 s by default; at most one call per step for the whole process) until
-//     something new appears or the rotation wait (10 s by default) or the
-//     caller's deadline ends. Then Connect returns an *AuthError that wraps
-//     the driver's *pq.Error.
+//     credential, tried the same way.
+//  3. If the store got ahead of the database (it holds a value the database
+//     rejects), the previous credential that worked.
+//  4. Otherwise one call to the source and one re-check of the rejected
+//     credential per backoff step (100 ms doubling to 5 s by default) for
+//     the whole process, until something works or the rotation wait (10 s
+//     by default) or the caller's deadline ends. Then Connect returns an
+//     *AuthError that wraps the driver's *pq.Error.
 //
-// A failed fetch never evicts a cached credential that may still work. A
-// credential with an Expires time is refreshed in the background ahead of
-// it, and WithRefreshInterval adds periodic refreshes for stores that give
-// no expiry; both go through the same shared refresh.
+// A credential known to be rejected is never dialed by new Connect calls. A
+// failed fetch never evicts a credential that may still work, and a source
+// that panics or hangs is an error, not a stuck connector. A credential
+// with an Expires time is refreshed in the background ahead of it, and
+// WithRefreshInterval adds periodic refreshes for stores that give no
+// expiry; both go through the same store step. A credential whose sessions
+// end (Credential.SessionsEnd, a Vault lease) is replaced ahead of that
+// time and its connections are retired from the pool before it (see
+// WithSessionMargin and DriverConn). docs/design.md has every rule.
 //
 // # Errors
 //
@@ -50,7 +59,7 @@
 //
 // # Observability
 //
-// Stats returns counters (fetches, fetch errors, rejected logins, credential
-// changes, dials, recoveries) and the current credential's generation,
-// version and age. WithLogger sends events to a log/slog logger.
+// Stats returns counters (fetches, fetch errors, rejected logins, probes,
+// credential changes, dials, recoveries, retired connections) and the
+// credential in use: its generation, version and age. WithLogger sends events to a log/slog logger.
 package rotating
