@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -39,11 +37,12 @@ var (
 //
 // A Connector is safe for concurrent use.
 type Connector struct {
-	base    baseConfig
-	src     secrets.Source
-	srcName string
-	cfg     config
-	log     *slog.Logger
+	dsn      DriverConfig
+	endpoint endpoint // which parts of the endpoint the application set
+	src      secrets.Source
+	srcName  string
+	cfg      config
+	log      *slog.Logger
 
 	// use is what Connect dials without a lock: the model's pick when a
 	// credential is known to work now (publishLocked), nil otherwise, which
@@ -115,7 +114,8 @@ type Connector struct {
 }
 
 // NewConnector returns a Connector for dsn (key=value or postgres:// URL, as
-// lib/pq accepts) that logs in with the credentials src provides.
+// libpq, lib/pq and pgx accept) that logs in with the credentials src
+// provides, through lib/pq unless WithDriver names another driver.
 //
 // The credential's username and password replace any in the DSN; the DSN
 // is authoritative for host, port, database and TLS settings, and the
@@ -136,16 +136,21 @@ func NewConnector(dsn string, src secrets.Source, opts ...Option) (*Connector, e
 	if err := cfg.err(); err != nil {
 		return nil, err
 	}
-	if cfg.newConnector == nil {
-		loginTimeout := cfg.rotationWait
-		cfg.newConnector = func(pc pq.Config) (driver.Connector, error) { return newPQConnector(pc, loginTimeout) }
+	drv := cfg.driver
+	if drv == nil {
+		drv = libpq{newConnector: cfg.newConnector}
 	}
-	base, err := parseDSN(dsn)
+	parsed, err := drv.ParseDSN(dsn)
 	if err != nil {
-		return nil, err
+		var dsnErr *DSNError
+		if !errors.As(err, &dsnErr) {
+			dsnErr = newDSNError(err)
+		}
+		return nil, dsnErr
 	}
 	c := &Connector{
-		base:      base,
+		dsn:       parsed,
+		endpoint:  endpointOf(dsn),
 		src:       src,
 		srcName:   secrets.Describe(src),
 		cfg:       cfg,
@@ -159,8 +164,9 @@ func NewConnector(dsn string, src secrets.Source, opts ...Option) (*Connector, e
 	return c, nil
 }
 
-// Driver returns lib/pq's driver. database/sql only uses it for DB.Driver.
-func (c *Connector) Driver() driver.Driver { return &pq.Driver{} }
+// Driver returns the driver's database/sql driver (lib/pq's, or pgx's with
+// WithDriver). database/sql only uses it for DB.Driver.
+func (c *Connector) Driver() driver.Driver { return c.dsn.Driver() }
 
 // Connect opens a connection with the credential known to work and returns
 // the driver's connection (unwrapped, unless the credential's sessions end:
@@ -342,15 +348,14 @@ func (c *Connector) newEntry(cred secrets.Credential, pending bool) (e *entry, e
 			c.log.Error("rotating: building the driver's connector panicked", slog.Any("error", err), slog.String("stack", string(debug.Stack())))
 		}
 	}()
-	cfg := c.base.withCredential(cred, c.cfg.endpointFromSecret)
-	conn, err := c.cfg.newConnector(cfg)
+	conn, user, err := c.dsn.Connector(c.endpoint.applies(cred, c.cfg.endpointFromSecret), c.cfg.rotationWait)
 	if err != nil {
 		return nil, &FetchError{Source: c.srcName, Pending: pending, Err: err}
 	}
 	now := time.Now()
 	e = &entry{
 		cred:        cred,
-		user:        cfg.User,
+		user:        user,
 		gen:         c.gens.Add(1),
 		fetchedAt:   now,
 		fromPending: pending,

@@ -2,7 +2,6 @@ package rotating
 
 import (
 	"errors"
-	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -13,35 +12,44 @@ import (
 	"github.com/pgrotate/rotating/secrets"
 )
 
-// baseConfig is the application's DSN, parsed once by NewConnector. Every
-// dial is built from a clone of cfg with a credential applied to it, never by
-// concatenating DSN strings, so any password works whatever it contains.
-type baseConfig struct {
-	cfg pq.Config
+// endpoint records which parts of the endpoint the application gave, in
+// its DSN or in PGHOST, PGHOSTADDR, PGPORT and PGDATABASE. A credential
+// fills only the parts left unset, unless WithEndpointFromSecret says the
+// secret wins. It is one rule for every driver: both lib/pq and pgx read
+// libpq's DSN syntax.
+type endpoint struct{ host, port, database bool }
 
-	// Which parts of the endpoint the application gave (in the DSN or in
-	// PGHOST/PGHOSTADDR/PGPORT/PGDATABASE). A credential fills only the parts
-	// left unset, unless WithEndpointFromSecret says the secret wins.
-	hasHost, hasPort, hasDatabase bool
+// endpointOf reports which parts of the endpoint dsn (key=value or
+// postgres:// URL) and the environment set.
+func endpointOf(dsn string) endpoint {
+	var ep endpoint
+	if isURL(dsn) {
+		ep.host, ep.port, ep.database = urlSets(dsn)
+	} else {
+		ep.host, ep.port, ep.database = keyValueSets(dsn)
+	}
+	ep.host = ep.host || envSet("PGHOST") || envSet("PGHOSTADDR")
+	ep.port = ep.port || envSet("PGPORT")
+	ep.database = ep.database || envSet("PGDATABASE")
+	return ep
 }
 
-// parseDSN parses dsn (key=value or postgres:// URL form) with lib/pq's own
-// parser. Errors never quote the DSN: it may hold a password.
-func parseDSN(dsn string) (baseConfig, error) {
-	cfg, err := pq.NewConfig(dsn)
-	if err != nil {
-		return baseConfig{}, newDSNError(err)
+// applies returns cred with only the endpoint parts that apply to the
+// login: those the application left unset, or all of them if secretWins.
+func (ep endpoint) applies(cred secrets.Credential, secretWins bool) secrets.Credential {
+	if secretWins {
+		return cred
 	}
-	b := baseConfig{cfg: cfg}
-	if isURL(dsn) {
-		b.hasHost, b.hasPort, b.hasDatabase = urlSets(dsn)
-	} else {
-		b.hasHost, b.hasPort, b.hasDatabase = keyValueSets(dsn)
+	if ep.host {
+		cred.Host = ""
 	}
-	b.hasHost = b.hasHost || cfg.Hostaddr.IsValid() || envSet("PGHOST") || envSet("PGHOSTADDR")
-	b.hasPort = b.hasPort || envSet("PGPORT")
-	b.hasDatabase = b.hasDatabase || envSet("PGDATABASE")
-	return b, nil
+	if ep.port {
+		cred.Port = 0
+	}
+	if ep.database {
+		cred.Database = ""
+	}
+	return cred
 }
 
 func envSet(name string) bool { return os.Getenv(name) != "" }
@@ -62,7 +70,7 @@ func keyValueSets(dsn string) (host, port, dbname bool) {
 		// authoritative for everything.
 		return true, true, true
 	}
-	return a.Host == b.Host, a.Port == b.Port, a.Database == b.Database
+	return a.Host == b.Host || a.Hostaddr.IsValid(), a.Port == b.Port, a.Database == b.Database
 }
 
 // urlSets reports which of host, port and dbname a postgres:// URL sets,
@@ -77,33 +85,6 @@ func urlSets(dsn string) (host, port, dbname bool) {
 	port = u.Port() != "" || q.Get("port") != ""
 	dbname = strings.TrimPrefix(u.Path, "/") != "" || q.Get("dbname") != ""
 	return host, port, dbname
-}
-
-// withCredential returns the configuration for one credential: a clone of
-// the base configuration with the credential's login, and its endpoint
-// where the DSN leaves one unset (or always, if secretWins).
-func (b *baseConfig) withCredential(cred secrets.Credential, secretWins bool) pq.Config {
-	cfg := b.cfg.Clone()
-	if cred.Username != "" {
-		cfg.User = cred.Username
-	}
-	cfg.Password = cred.Password
-	// The password is never empty here (Credential.Validate), so pq never
-	// reads a pgpass file; clearing Passfile makes that explicit.
-	cfg.Passfile = ""
-
-	if cred.Host != "" && (secretWins || !b.hasHost) {
-		cfg.Host = cred.Host
-		cfg.Hostaddr = netip.Addr{}
-		cfg.Multi = nil
-	}
-	if cred.Port != 0 && (secretWins || !b.hasPort) {
-		cfg.Port = uint16(cred.Port)
-	}
-	if cred.Database != "" && (secretWins || !b.hasDatabase) {
-		cfg.Database = cred.Database
-	}
-	return cfg
 }
 
 // quoted matches a Go-quoted string inside an error message. pq's DSN errors

@@ -1,9 +1,11 @@
 package rotating
 
 import (
+	"database/sql/driver"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -82,7 +84,7 @@ func TestDSNMergeLeavesBaseUntouched(t *testing.T) {
 	}
 	cfg := b.withCredential(secrets.Credential{Username: "u", Password: "p"}, false)
 	cfg.Runtime["search_path"] = "changed"
-	if b.cfg.Runtime["search_path"] != "app" || b.cfg.Password != "" {
+	if b.dc.cfg.Runtime["search_path"] != "app" || b.dc.cfg.Password != "" {
 		t.Fatal("a merged configuration shares state with the base configuration")
 	}
 }
@@ -178,22 +180,46 @@ func FuzzDSNMerge(f *testing.F) {
 		}
 		cred := secrets.Credential{Username: user, Password: password, Host: host, Port: port & 0xffff}
 		cfg := b.withCredential(cred, false)
-		if cfg.Password != password || (user != "" && cfg.User != user) || (user == "" && cfg.User != b.cfg.User) {
+		if cfg.Password != password || (user != "" && cfg.User != user) || (user == "" && cfg.User != b.dc.cfg.User) {
 			t.Fatal("merged login differs from the credential")
 		}
 		if cfg.Passfile != "" {
 			t.Fatal("merged configuration still names a passfile")
 		}
-		if b.hasHost && cfg.Host != b.cfg.Host {
-			t.Fatalf("DSN host %q replaced by %q", b.cfg.Host, cfg.Host)
+		if b.ep.host && cfg.Host != b.dc.cfg.Host {
+			t.Fatalf("DSN host %q replaced by %q", b.dc.cfg.Host, cfg.Host)
 		}
-		if b.hasDatabase && cfg.Database != b.cfg.Database {
+		if b.ep.database && cfg.Database != b.dc.cfg.Database {
 			t.Fatal("DSN dbname replaced")
 		}
-		again := (&baseConfig{cfg: cfg, hasHost: true, hasPort: true, hasDatabase: true}).withCredential(cred, false)
+		again := pqBase{libpqConfig{cfg: cfg}, endpoint{true, true, true}}.withCredential(cred, false)
 		if again.User != cfg.User || again.Password != cfg.Password || again.Host != cfg.Host ||
 			again.Port != cfg.Port || again.Database != cfg.Database {
 			t.Fatal("merging twice is not stable")
 		}
 	})
+}
+
+// pqBase is the lib/pq driver's parse of a DSN with the endpoint rule, as
+// NewConnector uses them.
+type pqBase struct {
+	dc libpqConfig
+	ep endpoint
+}
+
+func parseDSN(dsn string) (pqBase, error) {
+	d, err := libpq{}.ParseDSN(dsn)
+	if err != nil {
+		return pqBase{}, newDSNError(err)
+	}
+	return pqBase{d.(libpqConfig), endpointOf(dsn)}, nil
+}
+
+// withCredential returns the pq.Config a login with cred would use.
+func (b pqBase) withCredential(cred secrets.Credential, secretWins bool) pq.Config {
+	var got pq.Config
+	dc := b.dc
+	dc.newConnector = func(cfg pq.Config) (driver.Connector, error) { got = cfg; return nil, nil }
+	_, _, _ = dc.Connector(b.ep.applies(cred, secretWins), time.Second)
+	return got
 }

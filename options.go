@@ -57,7 +57,8 @@ type config struct {
 	refreshBeforeExpiry time.Duration
 	sessionMargin       time.Duration
 	endpointFromSecret  bool
-	newConnector        NewConnectorFunc // nil: lib/pq, see NewConnector
+	newConnector        NewConnectorFunc // nil: lib/pq's own
+	driver              Driver           // nil: lib/pq
 
 	errs []error
 }
@@ -79,7 +80,12 @@ func (c *config) invalid(format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
 }
 
-func (c *config) err() error { return errors.Join(c.errs...) }
+func (c *config) err() error {
+	if c.driver != nil && c.newConnector != nil {
+		c.invalid("WithNewConnector is lib/pq's seam and cannot be used with WithDriver")
+	}
+	return errors.Join(c.errs...)
+}
 
 // positiveDuration is an Option that applies set if d is positive and
 // records an error naming the option otherwise.
@@ -194,6 +200,20 @@ func WithSessionMargin(d time.Duration) Option {
 // authoritative and the credential only fills what the DSN leaves unset.
 func WithEndpointFromSecret() Option {
 	return func(c *config) { c.endpointFromSecret = true }
+}
+
+// WithDriver makes the Connector log in through d instead of lib/pq, for
+// example WithDriver(pgxv5.Driver()) for pgx v5's database/sql adapter.
+// The credential handling, the rotation, the errors and the sessions'
+// retirement are the same for every driver.
+func WithDriver(d Driver) Option {
+	return func(c *config) {
+		if d == nil {
+			c.invalid("WithDriver: nil driver")
+			return
+		}
+		c.driver = d
+	}
 }
 
 // WithNewConnector replaces how connections are opened: fn is called once

@@ -1,0 +1,154 @@
+// Package pgxv5 lets a rotating.Connector log in through pgx v5's
+// database/sql adapter (github.com/jackc/pgx/v5/stdlib) instead of lib/pq,
+// with the same guarantees: the credential model, the rotation, the errors
+// and the sessions' retirement are the Connector's.
+//
+//	connector, err := rotating.NewConnector(dsn, src, rotating.WithDriver(pgxv5.Driver()))
+//	db := sql.OpenDB(connector)
+//
+// The DSN is parsed once with pgx.ParseConfig; each credential gets a copy
+// of that configuration (pgx.ConnConfig.Copy) with its user and password
+// set as fields, so any password works, and PGPASSWORD or a passfile never
+// supplies the login. Connections are pgx's own *stdlib.Conn, so
+// (*sql.Conn).Raw still reaches *pgx.Conn (through rotating.DriverConn for a
+// credential whose sessions end). The driver's errors stay reachable:
+// errors.As(err, &pgErr) finds the *pgconn.PgError (28P01, 28000) inside
+// pgx's *pgconn.ConnectError, also when several hosts' errors are joined.
+package pgxv5
+
+import (
+	"context"
+	"database/sql/driver"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/secrets"
+)
+
+// Compile-time check.
+var _ rotating.Driver = pgxDriver{}
+
+// Driver returns the rotating.Driver for pgx v5. opts are passed to
+// stdlib.GetConnector for every credential: stdlib.OptionAfterConnect,
+// OptionResetSession, OptionShouldPing, and OptionBeforeConnect, which runs
+// after the credential is applied (it sees, and may change, the
+// configuration the login uses).
+func Driver(opts ...stdlib.OptionOpenDB) rotating.Driver {
+	return pgxDriver{opts: opts}
+}
+
+// NewConnector is rotating.NewConnector with WithDriver(Driver()).
+func NewConnector(dsn string, src secrets.Source, opts ...rotating.Option) (*rotating.Connector, error) {
+	return rotating.NewConnector(dsn, src, append([]rotating.Option{rotating.WithDriver(Driver())}, opts...)...)
+}
+
+type pgxDriver struct{ opts []stdlib.OptionOpenDB }
+
+// ParseDSN parses dsn with pgx.ParseConfig. pgx's parse errors redact the
+// password; the Connector removes every quoted fragment as well.
+func (d pgxDriver) ParseDSN(dsn string) (rotating.DriverConfig, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return config{dsn: dsn, cfg: cfg, opts: d.opts}, nil
+}
+
+// config is the parsed DSN. It keeps the DSN itself for the rare credential
+// that supplies an endpoint: pgx derives the TLS server name and the
+// fallback hosts from the host when it parses, so those logins are parsed
+// again with the endpoint set (host, port and database are not secrets; the
+// password is always set as a field).
+type config struct {
+	dsn  string
+	cfg  *pgx.ConnConfig
+	opts []stdlib.OptionOpenDB
+}
+
+func (c config) Connector(cred secrets.Credential, loginTimeout time.Duration) (driver.Connector, string, error) {
+	cfg := c.cfg
+	if cred.Host != "" || cred.Port != 0 || cred.Database != "" {
+		var err error
+		if cfg, err = pgx.ParseConfig(withEndpoint(c.dsn, cred)); err != nil {
+			return nil, "", err
+		}
+	}
+	cfg = cfg.Copy()
+	if cred.Username != "" {
+		cfg.User = cred.Username
+	}
+	cfg.Password = cred.Password
+	return boundConnector{stdlib.GetConnector(*cfg, c.opts...), loginTimeout}, cfg.User, nil
+}
+
+func (config) Driver() driver.Driver { return stdlib.GetDefaultDriver() }
+
+// boundConnector bounds every login by loginTimeout as well as the
+// caller's context. pgx honours the context for the whole login (dial,
+// TLS, authentication), so a timeout on it is enough.
+type boundConnector struct {
+	inner        driver.Connector
+	loginTimeout time.Duration
+}
+
+func (b boundConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.loginTimeout)
+	defer cancel()
+	conn, err := b.inner.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (b boundConnector) Driver() driver.Driver { return b.inner.Driver() }
+
+// withEndpoint returns dsn with the credential's host, port and database
+// set: as query parameters of a URL, or as keywords appended to a
+// key=value DSN (a later keyword wins).
+func withEndpoint(dsn string, cred secrets.Credential) string {
+	set := map[string]string{}
+	if cred.Host != "" {
+		set["host"] = cred.Host
+	}
+	if cred.Port != 0 {
+		set["port"] = strconv.Itoa(cred.Port)
+	}
+	if cred.Database != "" {
+		set["dbname"] = cred.Database
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn // pgx parsed it once: it parses
+		}
+		q := u.Query()
+		for k, v := range set {
+			q.Set(k, v)
+		}
+		if _, ok := set["host"]; ok {
+			// The URL's own host list would come first; the parameter
+			// replaces it only if the authority has none.
+			u.Host = ""
+		}
+		if _, ok := set["dbname"]; ok {
+			u.Path = ""
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	var b strings.Builder
+	b.WriteString(dsn)
+	for _, k := range []string{"host", "port", "dbname"} {
+		if v, ok := set[k]; ok {
+			b.WriteString(" " + k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'")
+		}
+	}
+	return b.String()
+}
