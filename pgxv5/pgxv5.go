@@ -84,6 +84,17 @@ func (c config) Connector(cred secrets.Credential, loginTimeout time.Duration) (
 		cfg.User = cred.Username
 	}
 	cfg.Password = cred.Password
+	if len(cfg.Fallbacks) == 0 {
+		// One host: pgx's ConnectTimeout bounds the whole login (dial, TLS,
+		// authentication) on top of the caller's context, at no cost of
+		// ours per login.
+		if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > loginTimeout {
+			cfg.ConnectTimeout = loginTimeout
+		}
+		return stdlib.GetConnector(*cfg, c.opts...), cfg.User, nil
+	}
+	// Several hosts (or TLS with a plain fallback): ConnectTimeout applies
+	// per host, so the login as a whole is bounded here.
 	return boundConnector{stdlib.GetConnector(*cfg, c.opts...), loginTimeout}, cfg.User, nil
 }
 
