@@ -583,6 +583,28 @@ func wantRejected(t *testing.T, err error, code, source, user string) *rotating.
 	return ae
 }
 
+// wantGaveUpInTime checks the time a Connect that found no working
+// credential took against WithRotationWait's promise: it keeps looking for
+// wait after its login was rejected, then returns. The connector measures
+// that wait from the rejection (AuthError.Waited). The caller's own time
+// also holds the rejected login before it, which on a loaded machine under
+// -race can take a good part of a second (client-side SCRAM work); the
+// connector bounds every login by the rotation wait too (the default
+// dialer's deadline), so the whole call is bounded by twice the wait.
+func wantGaveUpInTime(t *testing.T, what string, r outcome, ae *rotating.AuthError, wait time.Duration) {
+	t.Helper()
+	if ae == nil {
+		return // wantRejected has reported it
+	}
+	if ae.Waited > wait+slack {
+		t.Errorf("%s: waited %v after the rejection, want the rotation wait %v", what, ae.Waited, wait)
+	}
+	if r.took > 2*wait+slack || r.took < ae.Waited {
+		t.Errorf("%s: returned after %v (%v of them waiting after the rejection); want within the rejected login and the rotation wait %v, each bounded by the wait",
+			what, r.took, ae.Waited, wait)
+	}
+}
+
 // authish reports whether err is, or carries, a rejected login.
 func authish(err error) bool {
 	var pqErr *pq.Error
