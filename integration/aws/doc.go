@@ -11,10 +11,13 @@
 //   - throttling, 5xx answers and a hanging endpoint during background
 //     refreshes;
 //   - a secret deleted or made malformed while the application runs, and
-//     then the cached password changed in the database.
+//     then the cached password changed in the database;
+//   - a single-user rotation after an earlier incident (the credential
+//     rejected once and working again), met by workers whose statements
+//     (SELECT 1, each on a new login) have a deadline: issue 8's defect 1.
 //
 // Every test checks that no statement failed, that every acknowledged row is
-// in the table, how many GetSecretValue calls each rotation cost, and that
-// no password appears in an error or a log line. The package has no
-// non-test code.
+// in the table (for the inserting ones), how many GetSecretValue calls each
+// rotation cost, and that no password appears in an error or a log line.
+// The package has no non-test code.
 package awsintegration

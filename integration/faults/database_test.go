@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -187,8 +188,10 @@ func TestMaxConnectionsExhausted(t *testing.T) {
 		if !errors.As(r.err, &pqErr) || pqErr.Code != "53300" || authish(r.err) {
 			t.Errorf("caller %d: %v; want 53300 and not a rejected login", i, r.err)
 		}
-		if r.took > rotationWait/2 {
-			t.Errorf("caller %d: took %v; a 53300 must not wait for a rotation", i, r.took)
+		// A caller that sat out a rotation wait would take longer than the
+		// wait; the login before it takes a while on a loaded machine.
+		if r.took >= rotationWait {
+			t.Errorf("caller %d: took %v; a 53300 must not wait for a rotation (%v)", i, r.took, rotationWait)
 		}
 	}
 	st := c.Stats()
@@ -267,9 +270,10 @@ func TestHBAReject(t *testing.T) {
 			if ae != nil && (ae.FetchErr != nil || ae.CtxErr != nil) {
 				t.Errorf("round %d caller %d: AuthError carries a store or context error: %v", round, i, r.err)
 			}
-			if r.took < rotationWait || r.took > rotationWait+slack {
+			if r.took < rotationWait {
 				t.Errorf("round %d caller %d: gave up after %v, want after the rotation wait %v", round, i, r.took, rotationWait)
 			}
+			wantGaveUpInTime(t, fmt.Sprintf("round %d caller %d", round, i), r, ae, rotationWait)
 		}
 	}
 	elapsed := time.Since(start)
@@ -332,10 +336,8 @@ func TestRoleDropped(t *testing.T) {
 	start := time.Now()
 	for i, r := range pings(t, ctx, db, 8) {
 		w.checkErr(r.err)
-		wantRejected(t, r.err, "28P01", src.Describe(), role)
-		if r.took > rotationWait+slack {
-			t.Errorf("caller %d: returned after %v, want within the rotation wait %v", i, r.took, rotationWait)
-		}
+		ae := wantRejected(t, r.err, "28P01", src.Describe(), role)
+		wantGaveUpInTime(t, fmt.Sprintf("caller %d", i), r, ae, rotationWait)
 	}
 	elapsed := time.Since(start)
 	fetches := int(c.Stats().Fetches - before.Fetches)
@@ -376,10 +378,8 @@ func TestRoleValidUntilPassed(t *testing.T) {
 	adminExec(t, pg, "ALTER ROLE "+pq.QuoteIdentifier(role)+" VALID UNTIL 'yesterday'")
 	for i, r := range pings(t, ctx, db, 8) {
 		w.checkErr(r.err)
-		wantRejected(t, r.err, "28P01", src.Describe(), role)
-		if r.took > rotationWait+slack {
-			t.Errorf("caller %d: returned after %v, want within the rotation wait %v", i, r.took, rotationWait)
-		}
+		ae := wantRejected(t, r.err, "28P01", src.Describe(), role)
+		wantGaveUpInTime(t, fmt.Sprintf("caller %d", i), r, ae, rotationWait)
 	}
 
 	// The store gets a new role 200 ms into the next callers' wait.

@@ -4,7 +4,11 @@
 // PostgreSQL server (restarted, out of connection slots, rejecting the role
 // in pg_hba.conf, the role dropped or expired), callers that cancel, time
 // out or close at awkward moments, hostile usernames, passwords and secret
-// encodings, and rotations faster than the connector's own backoff.
+// encodings, and rotations faster than the connector's own backoff; and the
+// defects issue 8 measured, replayed against a real server (a herd of
+// callers on a credential never fixed, counted in the server's log; a
+// retry login stalled behind a proxy; a rotation soon after a long
+// incident; a NUL byte in a credential).
 //
 // Every case checks that the statements that should succeed did, that the
 // error a caller gets is classifiable with errors.Is and errors.As, that

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -266,8 +268,9 @@ type memSource struct {
 	name    string
 	fetches atomic.Int64
 
-	mu   sync.Mutex
-	cred secrets.Credential
+	mu    sync.Mutex
+	cred  secrets.Credential
+	times []time.Time // when each fetch began
 }
 
 var (
@@ -281,11 +284,12 @@ func newMemSource(name, user, password string) *memSource {
 
 func (s *memSource) Fetch(ctx context.Context) (secrets.Credential, error) {
 	s.fetches.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.times = append(s.times, time.Now())
 	if err := ctx.Err(); err != nil {
 		return secrets.Credential{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.cred, nil
 }
 
@@ -299,6 +303,73 @@ func (s *memSource) set(cred secrets.Credential) {
 }
 
 func (s *memSource) count() int64 { return s.fetches.Load() }
+
+// firstFetchAfter returns when the first fetch begun after t began, or false
+// if none was.
+func (s *memSource) firstFetchAfter(t time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, at := range s.times {
+		if at.After(t) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// serverLog is the part of a test server's log written after a mark, for
+// the cases that count what the server saw (rejected logins) rather than
+// what the connector says it did.
+type serverLog struct {
+	path   string
+	offset int64
+}
+
+// markServerLog marks the end of srv's log now. ok is false for an external
+// server (ROTATING_TEST_PG_DSN), whose log is not on this machine.
+func markServerLog(t *testing.T, srv *pgserver.Server) (l serverLog, ok bool) {
+	t.Helper()
+	if srv.Dir == "" {
+		return serverLog{}, false
+	}
+	l.path = filepath.Join(srv.Dir, "log") // see pgserver.Server.Dir
+	st, err := os.Stat(l.path)
+	if err != nil {
+		t.Fatalf("server log: %v", err)
+	}
+	l.offset = st.Size()
+	return l, true
+}
+
+// count returns how many lines written since the mark contain substr.
+func (l serverLog) count(t *testing.T, substr string) int {
+	t.Helper()
+	f, err := os.Open(l.path)
+	if err != nil {
+		t.Fatalf("server log: %v", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.offset, io.SeekStart); err != nil {
+		t.Fatalf("server log: %v", err)
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatalf("server log: %v", err)
+	}
+	n := 0
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// rejectedLoginLine is what PostgreSQL logs for each rejected password
+// login of role (rotation.md).
+func rejectedLoginLine(role string) string {
+	return `password authentication failed for user "` + role + `"`
+}
 
 // awsStore is an awssmtest server holding one secret, and an awssm.Source
 // reading it through the real SDK.
@@ -581,6 +652,28 @@ func wantRejected(t *testing.T, err error, code, source, user string) *rotating.
 		t.Errorf("%q does not name the source %q", err, source)
 	}
 	return ae
+}
+
+// wantGaveUpInTime checks the time a Connect that found no working
+// credential took against WithRotationWait's promise: it keeps looking for
+// wait after its login was rejected, then returns. The connector measures
+// that wait from the rejection (AuthError.Waited). The caller's own time
+// also holds the rejected login before it, which on a loaded machine under
+// -race can take a good part of a second (client-side SCRAM work); the
+// connector bounds every login by the rotation wait too (the default
+// dialer's deadline), so the whole call is bounded by twice the wait.
+func wantGaveUpInTime(t *testing.T, what string, r outcome, ae *rotating.AuthError, wait time.Duration) {
+	t.Helper()
+	if ae == nil {
+		return // wantRejected has reported it
+	}
+	if ae.Waited > wait+slack {
+		t.Errorf("%s: waited %v after the rejection, want the rotation wait %v", what, ae.Waited, wait)
+	}
+	if r.took > 2*wait+slack || r.took < ae.Waited {
+		t.Errorf("%s: returned after %v (%v of them waiting after the rejection); want within the rejected login and the rotation wait %v, each bounded by the wait",
+			what, r.took, ae.Waited, wait)
+	}
 }
 
 // authish reports whether err is, or carries, a rejected login.
