@@ -3,12 +3,10 @@ package rotating
 import (
 	"errors"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 
-	"github.com/lib/pq"
-
+	"github.com/pgrotate/rotating/internal/dsnkeys"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -20,17 +18,11 @@ import (
 type endpoint struct{ host, port, database bool }
 
 // endpointOf reports which parts of the endpoint dsn (key=value or
-// postgres:// URL) and the environment set.
+// postgres:// URL) and the environment set, by the rule in
+// internal/dsnkeys that pgrotate check shares.
 func endpointOf(dsn string) endpoint {
 	var ep endpoint
-	if isURL(dsn) {
-		ep.host, ep.port, ep.database = urlSets(dsn)
-	} else {
-		ep.host, ep.port, ep.database = keyValueSets(dsn)
-	}
-	ep.host = ep.host || envSet("PGHOST") || envSet("PGHOSTADDR")
-	ep.port = ep.port || envSet("PGPORT")
-	ep.database = ep.database || envSet("PGDATABASE")
+	ep.host, ep.port, ep.database = dsnkeys.Endpoint(dsn)
 	return ep
 }
 
@@ -50,41 +42,6 @@ func (ep endpoint) applies(cred secrets.Credential, secretWins bool) secrets.Cre
 		cred.Database = ""
 	}
 	return cred
-}
-
-func envSet(name string) bool { return os.Getenv(name) != "" }
-
-func isURL(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
-
-// keyValueSets reports which of host, port and dbname a key=value DSN sets.
-// pq.Config does not say which fields were given and which are defaults, so
-// the DSN is parsed twice more behind two different leading values: a field
-// the DSN sets overrides both, so it comes out equal in the two parses.
-func keyValueSets(dsn string) (host, port, dbname bool) {
-	a, errA := pq.NewConfig("host=rotating.probe.a port=1 dbname=rotating_probe_a " + dsn)
-	b, errB := pq.NewConfig("host=rotating.probe.b port=2 dbname=rotating_probe_b " + dsn)
-	if errA != nil || errB != nil {
-		// Cannot tell (the probe itself confused pq): the DSN stays
-		// authoritative for everything.
-		return true, true, true
-	}
-	return a.Host == b.Host || a.Hostaddr.IsValid(), a.Port == b.Port, a.Database == b.Database
-}
-
-// urlSets reports which of host, port and dbname a postgres:// URL sets,
-// either in its authority and path or as query parameters.
-func urlSets(dsn string) (host, port, dbname bool) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return true, true, true
-	}
-	q := u.Query()
-	host = u.Hostname() != "" || q.Get("host") != "" || q.Get("hostaddr") != ""
-	port = u.Port() != "" || q.Get("port") != ""
-	dbname = strings.TrimPrefix(u.Path, "/") != "" || q.Get("dbname") != ""
-	return host, port, dbname
 }
 
 // quoted matches a Go-quoted string inside an error message. pq's DSN errors

@@ -12,7 +12,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/secrets"
@@ -92,16 +91,14 @@ var approachTitles = map[string]string{
 }
 
 // newRotatingApproach is what the README recommends: the awssm source
-// behind rotating.NewConnector, and sql.OpenDB.
-func newRotatingApproach(dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
+// behind rotating.NewConnector, and sql.OpenDB, logging in through drv.
+func newRotatingApproach(drv driverName, dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
 	calls := &storeCounter{api: api}
 	src, err := awssm.New(calls, secretID, awssm.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
-	c, err := rotating.NewConnector(dsn, src,
-		rotating.WithLogger(log),
-		rotating.WithNewConnector(newProbedConnector))
+	c, err := rotating.NewConnector(dsn, src, rotating.WithLogger(log), drv.probedOption())
 	if err != nil {
 		return nil, err
 	}
@@ -125,29 +122,15 @@ func fetchCurrent(ctx context.Context, api awssm.API, secretID string) (secrets.
 	return secrets.ParseSecret([]byte(aws.ToString(out.SecretString)), secrets.Keys{})
 }
 
-// loginConfig is base with cred's login.
-func loginConfig(base pq.Config, cred secrets.Credential) pq.Config {
-	cfg := base.Clone()
-	if cred.Username != "" {
-		cfg.User = cred.Username
-	}
-	cfg.Password = cred.Password
-	return cfg
-}
-
 // newStaticApproach reads the secret once, at start-up, and builds a
-// plain lib/pq connector with it: the password in the DSN.
-func newStaticApproach(ctx context.Context, dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+// plain connector of the driver with it: the password in the DSN.
+func newStaticApproach(ctx context.Context, d dialer, secretID string, api awssm.API, workers int) (*approach, error) {
 	calls := &storeCounter{api: api}
-	base, err := pq.NewConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
 	cred, err := fetchCurrent(ctx, calls, secretID)
 	if err != nil {
 		return nil, err
 	}
-	pc, err := newProbedConnector(loginConfig(base, cred))
+	pc, err := d.connector(cred)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +144,7 @@ func newStaticApproach(ctx context.Context, dsn, secretID string, api awssm.API,
 
 // perLoginConnector reads AWSCURRENT before every login.
 type perLoginConnector struct {
-	base     pq.Config
+	dialer   dialer
 	api      awssm.API
 	secretID string
 }
@@ -171,24 +154,20 @@ func (c *perLoginConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc, err := newProbedConnector(loginConfig(c.base, cred))
+	pc, err := c.dialer.connector(cred)
 	if err != nil {
 		return nil, err
 	}
 	return pc.Connect(ctx)
 }
 
-func (c *perLoginConnector) Driver() driver.Driver { return &pq.Driver{} }
+func (c *perLoginConnector) Driver() driver.Driver { return c.dialer.driver() }
 
 // newPerLoginApproach fetches the secret before every connection.
-func newPerLoginApproach(dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+func newPerLoginApproach(d dialer, secretID string, api awssm.API, workers int) (*approach, error) {
 	calls := &storeCounter{api: api}
-	base, err := pq.NewConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
 	logins := new(loginRecorder)
-	db := openPool(&timedConnector{inner: &perLoginConnector{base: base, api: calls, secretID: secretID}, logins: logins}, workers)
+	db := openPool(&timedConnector{inner: &perLoginConnector{dialer: d, api: calls, secretID: secretID}, logins: logins}, workers)
 	return &approach{
 		key: keyPerLogin, title: approachTitles[keyPerLogin],
 		pool: fixed(db), logins: logins, calls: calls, closeFn: db.Close, db: db,
@@ -203,7 +182,7 @@ func newPerLoginApproach(dsn, secretID string, api awssm.API, workers int) (*app
 // them go on working (closing them at once would fail statements, which is
 // not the point made here).
 type rebuildingPool struct {
-	base     pq.Config
+	dialer   dialer
 	api      awssm.API
 	secretID string
 	workers  int
@@ -215,13 +194,10 @@ type rebuildingPool struct {
 	retired []*sql.DB
 }
 
-func newRebuildApproach(ctx context.Context, dsn, secretID string, api awssm.API, workers int) (*approach, error) {
+func newRebuildApproach(ctx context.Context, d dialer, secretID string, api awssm.API, workers int) (*approach, error) {
 	calls := &storeCounter{api: api}
-	base, err := pq.NewConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
-	p := &rebuildingPool{base: base, api: calls, secretID: secretID, workers: workers, logins: new(loginRecorder)}
+	p := &rebuildingPool{dialer: d, api: calls, secretID: secretID, workers: workers, logins: new(loginRecorder)}
+	var err error
 	if p.cred, err = fetchCurrent(ctx, calls, secretID); err != nil {
 		return nil, err
 	}
@@ -235,7 +211,7 @@ func newRebuildApproach(ctx context.Context, dsn, secretID string, api awssm.API
 }
 
 func (p *rebuildingPool) open(cred secrets.Credential) (*sql.DB, error) {
-	pc, err := newProbedConnector(loginConfig(p.base, cred))
+	pc, err := p.dialer.connector(cred)
 	if err != nil {
 		return nil, err
 	}
@@ -274,17 +250,24 @@ func (p *rebuildingPool) close() error {
 	return errors.Join(errs...)
 }
 
-// newApproach builds the approach named key.
-func newApproach(ctx context.Context, key, dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
+// newApproach builds the approach named key, logging in through drv: the
+// naive approaches use the same driver as the rotating one, so that the
+// comparison is of the approaches alone.
+func newApproach(ctx context.Context, drv driverName, key, dsn, secretID string, api awssm.API, log *slog.Logger, workers int) (*approach, error) {
+	if key == keyRotating {
+		return newRotatingApproach(drv, dsn, secretID, api, log, workers)
+	}
+	d, err := newDialer(drv, dsn)
+	if err != nil {
+		return nil, err
+	}
 	switch key {
-	case keyRotating:
-		return newRotatingApproach(dsn, secretID, api, log, workers)
 	case keyStatic:
-		return newStaticApproach(ctx, dsn, secretID, api, workers)
+		return newStaticApproach(ctx, d, secretID, api, workers)
 	case keyPerLogin:
-		return newPerLoginApproach(dsn, secretID, api, workers)
+		return newPerLoginApproach(d, secretID, api, workers)
 	case keyRebuild:
-		return newRebuildApproach(ctx, dsn, secretID, api, workers)
+		return newRebuildApproach(ctx, d, secretID, api, workers)
 	}
 	return nil, fmt.Errorf("unknown approach %q", key)
 }

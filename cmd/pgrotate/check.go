@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"slices"
 	"sort"
@@ -22,9 +21,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/dsnkeys"
+	"github.com/pgrotate/rotating/pgxv5"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 )
@@ -43,6 +47,10 @@ The DSN is the application's, without a password. As in the connector, the
 secret's username and password replace the DSN's, and the secret's host,
 port and dbname fill only what the DSN leaves unset.
 
+-driver pgx merges and logs in through pgx v5's database/sql adapter, as an
+application using rotating.WithDriver(pgxv5.Driver()) does; lib/pq is the
+default.
+
 -secret-id uses the standard AWS configuration: AWS_REGION, AWS_PROFILE,
 the shared config and credentials files, instance and task roles, and
 AWS_ENDPOINT_URL_SECRETS_MANAGER (for a local endpoint such as
@@ -54,6 +62,7 @@ Flags:
 
 type checkConfig struct {
 	dsn, secretID, file, envJSON string
+	driver                       driverName
 	env                          bool
 	timeout                      time.Duration
 	verbose                      bool
@@ -68,7 +77,8 @@ func checkCommand(ctx context.Context, args []string, std *stdio) int {
 		fs.PrintDefaults()
 		fmt.Fprint(fs.Output(), "\n"+exitCodesHelp)
 	}
-	fs.StringVar(&cfg.dsn, "dsn", "", "the application's lib/pq DSN without password (key=value or postgres:// URL)")
+	fs.StringVar(&cfg.dsn, "dsn", "", "the application's DSN without password (key=value or postgres:// URL)")
+	drv := fs.String("driver", string(driverPQ), driverFlagHelp)
 	fs.StringVar(&cfg.secretID, "secret-id", "", "AWS Secrets Manager secret, name or ARN")
 	fs.StringVar(&cfg.file, "file", "", "file holding the RDS-format JSON secret or a plain password")
 	fs.BoolVar(&cfg.env, "env", false, "environment variables DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME")
@@ -90,6 +100,11 @@ func checkCommand(ctx context.Context, args []string, std *stdio) int {
 	}
 	if cfg.timeout <= 0 {
 		fmt.Fprintln(std.err, "pgrotate check: -timeout must be positive")
+		return exitUsage
+	}
+	var ok bool
+	if cfg.driver, ok = parseDriver(*drv); !ok {
+		fmt.Fprintf(std.err, "pgrotate check: "+badDriver+"\n", *drv)
 		return exitUsage
 	}
 	c := &checker{cfg: cfg, out: std.out, errw: std.err}
@@ -131,20 +146,19 @@ var exitMeaning = map[int]string{
 func (c *checker) run(ctx context.Context) int {
 	fmt.Fprintln(c.out, "pgrotate check")
 	fmt.Fprintln(c.out)
-	dsnCfg, err := pq.NewConfig(c.cfg.dsn)
-	if err == nil {
-		_, err = rotating.NewConnector(c.cfg.dsn, secrets.Static(secrets.Credential{Password: "x"}))
-	}
+	conn, err := rotating.NewConnector(c.cfg.dsn, secrets.Static(secrets.Credential{Password: "x"}), c.cfg.driver.option()...)
 	if err != nil {
 		var de *rotating.DSNError
 		if errors.As(err, &de) {
 			fmt.Fprintf(c.errw, "pgrotate check: -dsn: %s\n", de.Reason)
 		} else {
-			// lib/pq's own error may quote the DSN, password included.
-			fmt.Fprintln(c.errw, "pgrotate check: -dsn: lib/pq cannot parse it (or a PG* environment variable)")
+			// The driver's own error may quote the DSN, password included.
+			fmt.Fprintf(c.errw, "pgrotate check: -dsn: %s cannot parse it (or a PG* environment variable)\n", c.cfg.driver)
 		}
 		return exitUsage
 	}
+	conn.Close()
+	c.say("driver", "%s", c.cfg.driver.describe())
 
 	src, code := c.source(ctx)
 	if code != exitOK {
@@ -173,11 +187,11 @@ func (c *checker) run(ctx context.Context) int {
 		c.more("the secret also holds: %s", strings.Join(has, ", "))
 	}
 
-	merged, err := mergedConfig(c.cfg.dsn, cred)
+	merged, err := mergedLogin(c.cfg.driver, c.cfg.dsn, cred, c.cfg.timeout)
 	if err != nil {
 		return c.fail(exitSource, "credential", "the connector would refuse it: %v", err)
 	}
-	c.printOrigins(dsnCfg, cred, merged)
+	c.printOrigins(cred, merged)
 
 	current := c.login(ctx, "connect", merged)
 	pendingWorks := false
@@ -239,47 +253,62 @@ func (c *checker) source(ctx context.Context) (secrets.Source, int) {
 	return src, exitOK
 }
 
-// printOrigins says where each login field comes from.
-func (c *checker) printOrigins(dsnCfg pq.Config, cred secrets.Credential, merged pq.Config) {
-	sets := dsnSets(c.cfg.dsn)
-	notSecret := func(key, env, def string) string {
+// printOrigins says where each login field comes from, by the connector's
+// own rule of which keys the DSN sets (internal/dsnkeys).
+func (c *checker) printOrigins(cred secrets.Credential, merged loginTarget) {
+	keys := dsnkeys.Of(c.cfg.dsn)
+	sets := map[string]bool{"user": keys.User, "host": keys.Host, "port": keys.Port, "dbname": keys.DBName, "sslmode": keys.SSLMode}
+	// setBy is the environment variable that sets key where the DSN does
+	// not, "" if none does.
+	setBy := func(key string) string {
+		name := map[string]string{"user": "PGUSER", "sslmode": "PGSSLMODE"}[key]
+		if name == "" {
+			return dsnkeys.EnvSetting(key)
+		}
+		if os.Getenv(name) == "" {
+			return ""
+		}
+		return name
+	}
+	notSecret := func(key, def string) string {
 		switch {
 		case sets[key]:
 			return "from the DSN"
-		case os.Getenv(env) != "":
-			return "from the environment (" + env + ")"
+		case setBy(key) != "":
+			return "from the environment (" + setBy(key) + ")"
 		}
 		return def
 	}
-	fromSecret := func(key, env, def string, secretHas bool, secretVal, mergedVal string) string {
+	fromSecret := func(key, def string, secretHas bool, secretVal, mergedVal string) string {
 		switch {
 		case !secretHas:
-			return notSecret(key, env, def) + " (not in the secret)"
+			return notSecret(key, def) + " (not in the secret)"
 		case secretVal == mergedVal && sets[key]:
 			return "from the DSN (the secret says the same)"
 		case secretVal == mergedVal:
 			return "from the secret (the DSN leaves it unset)"
 		}
-		return fmt.Sprintf("%s: the secret's %q is not used, the DSN wins", notSecret(key, env, "from the DSN"), secretVal)
+		return fmt.Sprintf("%s: the secret's %q is not used, the DSN wins", notSecret(key, "from the DSN"), secretVal)
 	}
+	defaults := string(c.cfg.driver) + "'s default"
 	user := "from the secret"
 	if cred.Username == "" {
-		user = notSecret("user", "PGUSER", "lib/pq's default (the operating system user)") + " (the secret has no username)"
+		user = notSecret("user", defaults+" (the operating system user)") + " (the secret has no username)"
 	}
 	port := ""
 	if cred.Port != 0 {
 		port = fmt.Sprint(cred.Port)
 	}
-	sslmode := string(merged.SSLMode)
+	sslmode := merged.sslmode
 	if sslmode == "" {
 		sslmode = "(unset)"
 	}
 	rows := [][3]string{
-		{"user", merged.User, user},
-		{"host", merged.Host, fromSecret("host", "PGHOST", "lib/pq's default", cred.Host != "", cred.Host, merged.Host)},
-		{"port", fmt.Sprint(merged.Port), fromSecret("port", "PGPORT", "lib/pq's default", cred.Port != 0, port, fmt.Sprint(merged.Port))},
-		{"dbname", merged.Database, fromSecret("dbname", "PGDATABASE", "lib/pq's default (the user name)", cred.Database != "", cred.Database, merged.Database)},
-		{"sslmode", sslmode, notSecret("sslmode", "PGSSLMODE", "lib/pq's default")},
+		{"user", merged.user, user},
+		{"host", merged.host, fromSecret("host", defaults, cred.Host != "", cred.Host, merged.host)},
+		{"port", fmt.Sprint(merged.port), fromSecret("port", defaults, cred.Port != 0, port, fmt.Sprint(merged.port))},
+		{"dbname", merged.database, fromSecret("dbname", defaults+" (the user name)", cred.Database != "", cred.Database, merged.database)},
+		{"sslmode", sslmode, notSecret("sslmode", defaults)},
 		{"password", "(never shown)", "from the secret"},
 	}
 	for i, r := range rows {
@@ -289,27 +318,24 @@ func (c *checker) printOrigins(dsnCfg pq.Config, cred secrets.Credential, merged
 		}
 		c.say(label, "%-8s %-22s %s", r[0], r[1], r[2])
 	}
-	if dsnCfg.Password != "" {
+	if keys.Password || os.Getenv("PGPASSWORD") != "" {
 		where := "the DSN"
-		if os.Getenv("PGPASSWORD") != "" && !sets["password"] {
+		if !keys.Password {
 			where = "PGPASSWORD"
 		}
 		c.more("note: %s holds a password; the connector never uses it (the secret's is used): remove it", where)
 	}
 }
 
-// login logs in with cfg, prints what it found and returns the login's
+// login logs in with target, prints what it found and returns the login's
 // error, nil if it worked.
-func (c *checker) login(ctx context.Context, label string, cfg pq.Config) error {
+func (c *checker) login(ctx context.Context, label string, target loginTarget) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > c.cfg.timeout {
-		cfg.ConnectTimeout = c.cfg.timeout
-	}
 	begin := time.Now()
-	info, err := probeLogin(ctx, cfg)
+	info, err := probeLogin(ctx, target)
 	if err != nil {
-		c.say(label, "FAIL: %s", explainLoginError(err, cfg, c.cfg.timeout))
+		c.say(label, "FAIL: %s", explainLoginError(err, target, c.cfg.timeout))
 		return err
 	}
 	c.say(label, "ok as %q on database %q in %s: PostgreSQL %s", info.user, info.database, ms(time.Since(begin)), info.version)
@@ -321,14 +347,10 @@ type loginInfo struct {
 	user, database, version, tls string
 }
 
-// probeLogin opens one connection with cfg and asks who it is, the server
-// version and the connection's TLS state.
-func probeLogin(ctx context.Context, cfg pq.Config) (loginInfo, error) {
-	connector, err := pq.NewConnectorConfig(cfg)
-	if err != nil {
-		return loginInfo{}, err
-	}
-	db := sql.OpenDB(connector)
+// probeLogin opens one connection with target and asks who it is, the
+// server version and the connection's TLS state.
+func probeLogin(ctx context.Context, target loginTarget) (loginInfo, error) {
+	db := sql.OpenDB(target.connector)
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
@@ -350,7 +372,7 @@ func probeLogin(ctx context.Context, cfg pq.Config) (loginInfo, error) {
 		info.tls = fmt.Sprintf("on (%s, %s)", version.String, cipher.String)
 	case err == nil:
 		info.tls = "off: this connection is not encrypted"
-		if cfg.SSLMode == pq.SSLModeDisable {
+		if target.sslmode == string(pq.SSLModeDisable) {
 			info.tls += " (sslmode=disable)"
 		} else {
 			info.tls += "; set sslmode=require (or verify-full) in the DSN unless the network is trusted"
@@ -402,7 +424,7 @@ func (c *checker) checkPending(ctx context.Context, ps secrets.PendingSource, cu
 		c.more("(not tried: the database could not be reached with the current credential either)")
 		return false
 	}
-	merged, err := mergedConfig(c.cfg.dsn, pending)
+	merged, err := mergedLogin(c.cfg.driver, c.cfg.dsn, pending, c.cfg.timeout)
 	if err != nil {
 		c.more("FAIL: the connector would refuse it: %v", err)
 		return false
@@ -495,71 +517,124 @@ func versionText(v string) string {
 	return "version " + v
 }
 
-// errCaptured ends the Connect that mergedConfig makes.
+// loginTarget is one login as the connector would make it, whichever the
+// driver: the fields of the merged configuration that check shows and
+// explains failures with, and the driver's connector for it.
+type loginTarget struct {
+	user, host, database string
+	port                 uint16
+	sslmode              string // as the driver will use it; "" if unset
+	connector            driver.Connector
+}
+
+// mergedLogin returns the login the connector makes for cred from dsn
+// through drv, each attempt bounded by timeout. An unusable credential (an
+// empty password) is an error, as in the connector.
+func mergedLogin(drv driverName, dsn string, cred secrets.Credential, timeout time.Duration) (loginTarget, error) {
+	if drv == driverPGX {
+		cfg, err := mergedPGXConfig(dsn, cred)
+		if err != nil {
+			return loginTarget{}, err
+		}
+		if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
+			cfg.ConnectTimeout = timeout
+		}
+		return loginTarget{
+			user: cfg.User, host: cfg.Host, port: cfg.Port, database: cfg.Database,
+			sslmode: pgxSSLMode(&cfg.Config), connector: stdlib.GetConnector(*cfg),
+		}, nil
+	}
+	cfg, err := mergedConfig(dsn, cred)
+	if err != nil {
+		return loginTarget{}, err
+	}
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > timeout {
+		cfg.ConnectTimeout = timeout
+	}
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return loginTarget{}, err
+	}
+	return loginTarget{
+		user: cfg.User, host: cfg.Host, port: cfg.Port, database: cfg.Database,
+		sslmode: string(cfg.SSLMode), connector: connector,
+	}, nil
+}
+
+// errCaptured ends the Connect that mergedConfig and mergedPGXConfig make.
 var errCaptured = errors.New("pgrotate: configuration captured")
 
 // mergedConfig returns the lib/pq configuration the connector builds for
 // cred from dsn: the connector's own merge, captured through
 // WithNewConnector, so that check logs in exactly as the application would.
-// An unusable credential (an empty password) is an error, as in the
-// connector.
 func mergedConfig(dsn string, cred secrets.Credential) (pq.Config, error) {
 	var got pq.Config
-	c, err := rotating.NewConnector(dsn, secrets.Static(cred),
-		rotating.WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
-			got = cfg
-			return rotating.ConnectorFunc(func(context.Context) (driver.Conn, error) { return nil, errCaptured }), nil
-		}))
+	err := captureLogin(dsn, cred, rotating.WithNewConnector(func(cfg pq.Config) (driver.Connector, error) {
+		got = cfg
+		return rotating.ConnectorFunc(func(context.Context) (driver.Conn, error) { return nil, errCaptured }), nil
+	}))
+	return got, err
+}
+
+// mergedPGXConfig returns the pgx configuration the connector builds for
+// cred from dsn with the pgxv5 driver: captured by stdlib's BeforeConnect,
+// which sees the configuration the login would use.
+func mergedPGXConfig(dsn string, cred secrets.Credential) (*pgx.ConnConfig, error) {
+	var got *pgx.ConnConfig
+	err := captureLogin(dsn, cred, rotating.WithDriver(pgxv5.Driver(stdlib.OptionBeforeConnect(
+		func(_ context.Context, cfg *pgx.ConnConfig) error {
+			got = cfg.Copy()
+			return errCaptured
+		}))))
+	return got, err
+}
+
+// captureLogin runs one Connect of a connector for dsn and cred with opts,
+// whose connector must capture the configuration and end the Connect with
+// errCaptured.
+func captureLogin(dsn string, cred secrets.Credential, opts ...rotating.Option) error {
+	c, err := rotating.NewConnector(dsn, secrets.Static(cred), opts...)
 	if err != nil {
-		return pq.Config{}, err
+		return err
 	}
 	defer c.Close()
 	if _, err := c.Connect(context.Background()); !errors.Is(err, errCaptured) {
 		var fe *rotating.FetchError
 		if errors.As(err, &fe) {
-			return pq.Config{}, fe.Err
+			return fe.Err
 		}
-		return pq.Config{}, err
+		return err
 	}
-	return got, nil
+	return nil
 }
 
-// dsnSets reports which connection keys dsn itself sets, as the
-// connector decides it (see rotating's dsn.go): for key=value, by parsing
-// it behind two different leading values; for a URL, from its parts.
-func dsnSets(dsn string) map[string]bool {
-	keys := []string{"host", "port", "dbname", "user", "sslmode", "password"}
-	sets := map[string]bool{}
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return sets
+// pgxSSLMode names the sslmode a pgx configuration amounts to for its
+// first host. pgx keeps no sslmode, only the TLS configurations it derived
+// from it: a fallback without TLS to the same host for prefer, one with
+// TLS for allow; require without verification, verify-ca with a
+// certificate check of its own, verify-full with Go's.
+func pgxSSLMode(cfg *pgconn.Config) string {
+	var fallbackPlain, fallbackTLS bool
+	for _, f := range cfg.Fallbacks {
+		if f.Host == cfg.Host && f.Port == cfg.Port {
+			fallbackPlain = fallbackPlain || f.TLSConfig == nil
+			fallbackTLS = fallbackTLS || f.TLSConfig != nil
 		}
-		q := u.Query()
-		sets["host"] = u.Hostname() != "" || q.Get("host") != "" || q.Get("hostaddr") != ""
-		sets["port"] = u.Port() != "" || q.Get("port") != ""
-		sets["dbname"] = strings.TrimPrefix(u.Path, "/") != "" || q.Get("dbname") != ""
-		sets["user"] = u.User.Username() != "" || q.Get("user") != ""
-		_, pw := u.User.Password()
-		sets["password"] = pw || q.Get("password") != ""
-		sets["sslmode"] = q.Get("sslmode") != ""
-		return sets
 	}
-	a, errA := pq.NewConfig("host=pgrotate.probe.a port=1 dbname=probe_a user=probe_a sslmode=disable password=probe_a " + dsn)
-	b, errB := pq.NewConfig("host=pgrotate.probe.b port=2 dbname=probe_b user=probe_b sslmode=require password=probe_b " + dsn)
-	if errA != nil || errB != nil {
-		for _, k := range keys {
-			sets[k] = true
-		}
-		return sets
+	t := cfg.TLSConfig
+	switch {
+	case t == nil && fallbackTLS:
+		return "allow"
+	case t == nil:
+		return "disable"
+	case fallbackPlain:
+		return "prefer"
+	case !t.InsecureSkipVerify:
+		return "verify-full"
+	case t.VerifyPeerCertificate != nil:
+		return "verify-ca"
 	}
-	sets["host"] = a.Host == b.Host
-	sets["port"] = a.Port == b.Port
-	sets["dbname"] = a.Database == b.Database
-	sets["user"] = a.User == b.User
-	sets["sslmode"] = a.SSLMode == b.SSLMode
-	sets["password"] = a.Password == b.Password
-	return sets
+	return "require"
 }
 
 // isAccessDenied reports whether err is AWS's AccessDeniedException.
@@ -612,38 +687,52 @@ func explainSourceError(err error, region string) string {
 	return err.Error()
 }
 
-// explainLoginError says why a login failed and what to do about it.
-// lib/pq's errors never contain the password.
-func explainLoginError(err error, cfg pq.Config, timeout time.Duration) string {
+// serverError is the server's refusal inside err, whichever driver
+// returned it: its SQLSTATE and message.
+func serverError(err error) (code, message string, ok bool) {
 	var (
-		pqErr  *pq.Error
-		netErr *net.OpError
+		pqErr *pq.Error
+		pgErr *pgconn.PgError
 	)
-	addr := net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))
-	if errors.As(err, &pqErr) {
-		switch pqErr.SQLState() {
+	switch {
+	case errors.As(err, &pgErr):
+		return pgErr.Code, pgErr.Message, true
+	case errors.As(err, &pqErr):
+		return pqErr.SQLState(), pqErr.Message, true
+	}
+	return "", "", false
+}
+
+// explainLoginError says why a login failed and what to do about it.
+// Neither lib/pq's errors nor pgx's contain the password.
+func explainLoginError(err error, target loginTarget, timeout time.Duration) string {
+	var netErr *net.OpError
+	addr := net.JoinHostPort(target.host, fmt.Sprint(target.port))
+	if code, message, ok := serverError(err); ok {
+		switch code {
 		case "28P01":
 			return fmt.Sprintf("password authentication failed for user %q (SQLSTATE 28P01): the database does not accept "+
-				"this password, or has no such role; the secret and the database disagree", cfg.User)
+				"this password, or has no such role; the secret and the database disagree", target.user)
 		case "28000":
 			return fmt.Sprintf("the server refused the login (SQLSTATE 28000: %s): pg_hba.conf lets no such connection in "+
 				"(user %q, database %q, this address, sslmode %s), or IAM/LDAP/certificate authentication failed",
-				pqErr.Message, cfg.User, cfg.Database, cfg.SSLMode)
+				message, target.user, target.database, target.sslmode)
 		case "3D000":
-			return fmt.Sprintf("database %q does not exist (SQLSTATE 3D000): fix dbname in the DSN or the secret", cfg.Database)
+			return fmt.Sprintf("database %q does not exist (SQLSTATE 3D000): fix dbname in the DSN or the secret", target.database)
 		case "53300":
-			return "the server has no free connection slot (SQLSTATE 53300): " + pqErr.Message
+			return "the server has no free connection slot (SQLSTATE 53300): " + message
 		}
-		return fmt.Sprintf("%s (SQLSTATE %s)", pqErr.Message, pqErr.SQLState())
+		return fmt.Sprintf("%s (SQLSTATE %s)", message, code)
 	}
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "SSL is not enabled on the server"):
+	case strings.Contains(msg, "SSL is not enabled on the server"), // lib/pq
+		strings.Contains(msg, "server refused TLS connection"): // pgx
 		return fmt.Sprintf("sslmode=%s asks for TLS but the server at %s offers none: enable ssl on the server, "+
-			"or use sslmode=disable on a trusted network only", cfg.SSLMode, addr)
+			"or use sslmode=disable on a trusted network only", target.sslmode, addr)
 	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:"):
 		return "TLS failed: " + msg + " (for sslmode=verify-ca or verify-full, sslrootcert must name the server's CA)"
-	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "i/o timeout"):
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || strings.Contains(msg, "i/o timeout"):
 		return fmt.Sprintf("no answer from %s within %v: check the host, the port and the firewall or security groups", addr, timeout)
 	case errors.As(err, &netErr):
 		return fmt.Sprintf("cannot reach %s: %v: check the host and the port, and that the server listens there", addr, netErr.Err)

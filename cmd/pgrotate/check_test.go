@@ -2,16 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -60,7 +67,7 @@ func TestCheckAWS(t *testing.T) {
 	putPending(t, sm, "pending-not-yet", rds(role, newPassword()))
 	sm.CreateSecret("from-secret", rds(role, password, "dbname", `"postgres"`))
 
-	for _, tc := range []struct {
+	cases := []struct {
 		name string
 		args []string
 		code int
@@ -85,20 +92,25 @@ func TestCheckAWS(t *testing.T) {
 			exitOK, []string{"dbname   postgres               from the secret (the DSN leaves it unset)"}},
 		{"unreachable", []string{"-secret-id", "ok", "-dsn", "host=127.0.0.1 port=1 sslmode=disable"}, exitDatabase, []string{
 			"cannot reach 127.0.0.1:1", "exit 3"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"check", "-dsn", dsn}, tc.args...)
-			r := runCmd(t, t.Context(), args, nil)
-			if r.code != tc.code {
-				t.Errorf("exit %d, want %d", r.code, tc.code)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(r.out, w) {
-					t.Errorf("output lacks %q", w)
+	}
+	// Every finding is the same through either driver: the merge, the
+	// login and the explanations of its failures.
+	for _, drv := range []driverName{driverPQ, driverPGX} {
+		for _, tc := range cases {
+			t.Run(string(drv)+"/"+tc.name, func(t *testing.T) {
+				args := append([]string{"check", "-driver", string(drv), "-dsn", dsn}, tc.args...)
+				r := runCmd(t, t.Context(), args, nil)
+				if r.code != tc.code {
+					t.Errorf("exit %d, want %d", r.code, tc.code)
 				}
-			}
-			assertNoSecret(t, "check's output", r.out+r.err, password, wrong)
-		})
+				for _, w := range append(tc.want, "driver      "+drv.title()) {
+					if !strings.Contains(r.out, w) {
+						t.Errorf("output lacks %q", w)
+					}
+				}
+				assertNoSecret(t, "check's output", r.out+r.err, password, wrong)
+			})
+		}
 	}
 
 	t.Run("not permitted", func(t *testing.T) {
@@ -141,7 +153,7 @@ func TestCheckFileAndEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, tc := range []struct {
+	cases := []struct {
 		name string
 		args []string
 		env  map[string]string
@@ -155,48 +167,93 @@ func TestCheckFileAndEnv(t *testing.T) {
 		{"env unset", []string{"-env"}, map[string]string{"DB_USER": role}, exitSource, []string{"DB_PASSWORD", "exit 2"}},
 		{"env json", []string{"-env-json", "DB_SECRET"}, map[string]string{"DB_SECRET": rds(role, password)}, exitOK, []string{"env DB_SECRET"}},
 		{"env refused", []string{"-env"}, map[string]string{"DB_USER": role, "DB_PASSWORD": "wrong-" + password}, exitDatabase, []string{"28P01", "exit 3"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, set := tc.env["DB_PASSWORD"]; !set {
-				os.Unsetenv("DB_PASSWORD") // t.Setenv below restores what it changes
-			}
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			r := runCmd(t, context.Background(), append([]string{"check", "-dsn", dsn}, tc.args...), nil)
-			if r.code != tc.code {
-				t.Errorf("exit %d, want %d", r.code, tc.code)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(r.out, w) {
-					t.Errorf("output lacks %q", w)
+		// Where each field comes from, by the connector's rule: the
+		// environment's host, a password that is never used.
+		{"env host", []string{"-file", good, "-dsn", fmt.Sprintf("port=%d dbname=postgres sslmode=disable password=unused", pg.Port)},
+			map[string]string{"PGHOST": pg.Host}, exitOK, []string{
+				"host     " + pg.Host, "from the environment (PGHOST) (not in the secret)",
+				"note: the DSN holds a password; the connector never uses it"}},
+	}
+	for _, drv := range []driverName{driverPQ, driverPGX} {
+		for _, tc := range cases {
+			t.Run(string(drv)+"/"+tc.name, func(t *testing.T) {
+				if _, set := tc.env["DB_PASSWORD"]; !set {
+					os.Unsetenv("DB_PASSWORD") // t.Setenv below restores what it changes
 				}
-			}
-			assertNoSecret(t, "check's output", r.out+r.err, password)
-		})
+				for k, v := range tc.env {
+					t.Setenv(k, v)
+				}
+				args := append([]string{"check", "-driver", string(drv), "-dsn", dsn}, tc.args...)
+				r := runCmd(t, context.Background(), args, nil)
+				if r.code != tc.code {
+					t.Errorf("exit %d, want %d", r.code, tc.code)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(r.out, w) {
+						t.Errorf("output lacks %q", w)
+					}
+				}
+				assertNoSecret(t, "check's output", r.out+r.err, password)
+			})
+		}
 	}
 }
 
-func TestDSNSets(t *testing.T) {
+// TestMergedLogin checks that check logs in through the driver it names,
+// with the connector's own merge: the secret's login, the DSN's endpoint,
+// and the sslmode as that driver reads it.
+func TestMergedLogin(t *testing.T) {
+	cred := secrets.Credential{Username: "secret_user", Password: "pw", Host: "secret.host", Port: 6543, Database: "secretdb"}
 	for _, tc := range []struct {
-		dsn  string
-		want []string
-	}{
-		{"", nil},
-		{"host=db port=5433 dbname=app sslmode=require", []string{"host", "port", "dbname", "sslmode"}},
-		{"user=app password=x", []string{"user", "password"}},
-		{"postgres://db/app?sslmode=require", []string{"host", "dbname", "sslmode"}},
-		{"postgres://u:p@db:5433", []string{"host", "port", "user", "password"}},
-	} {
-		sets := dsnSets(tc.dsn)
-		for _, k := range []string{"host", "port", "dbname", "user", "sslmode", "password"} {
-			want := false
-			for _, w := range tc.want {
-				want = want || w == k
+		drv    driverName
+		driver any
+	}{{driverPQ, &pq.Driver{}}, {driverPGX, stdlib.GetDefaultDriver()}} {
+		for _, dsn := range []string{"host=dsn.host dbname=dsndb user=dsn_user sslmode=require", "postgres://dsn_user@dsn.host/dsndb?sslmode=require"} {
+			got, err := mergedLogin(tc.drv, dsn, cred, time.Second)
+			if err != nil {
+				t.Fatalf("%s %q: %v", tc.drv, dsn, err)
 			}
-			if sets[k] != want {
-				t.Errorf("dsnSets(%q)[%s] = %v, want %v", tc.dsn, k, sets[k], want)
+			if got.user != "secret_user" || got.host != "dsn.host" || got.port != 6543 || got.database != "dsndb" || got.sslmode != "require" {
+				t.Errorf("%s %q: login %+v, want secret_user at dsn.host:6543/dsndb, sslmode require", tc.drv, dsn, got)
 			}
+			if d := got.connector.Driver(); reflect.TypeOf(d) != reflect.TypeOf(tc.driver) {
+				t.Errorf("%s: logs in with %T", tc.drv, d)
+			}
+		}
+		if _, err := mergedLogin(tc.drv, "host=h", secrets.Credential{Username: "u"}, time.Second); !errors.Is(err, secrets.ErrEmptyPassword) {
+			t.Errorf("%s: empty password: %v, want ErrEmptyPassword", tc.drv, err)
+		}
+	}
+}
+
+func TestPGXSSLMode(t *testing.T) {
+	for _, mode := range []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"} {
+		cfg, err := pgx.ParseConfig("host=db.example sslmode=" + mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pgxSSLMode(&cfg.Config); got != mode {
+			t.Errorf("sslmode=%s reads as %q", mode, got)
+		}
+	}
+	cfg, err := pgx.ParseConfig("host=/tmp sslmode=require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pgxSSLMode(&cfg.Config); got != "disable" {
+		t.Errorf("a socket reads as %q: pgx uses no TLS there", got)
+	}
+}
+
+func TestParseDriver(t *testing.T) {
+	for in, want := range map[string]driverName{"pq": driverPQ, "libpq": driverPQ, "lib/pq": driverPQ, "pgx": driverPGX, "pgx/v5": driverPGX} {
+		if got, ok := parseDriver(in); !ok || got != want {
+			t.Errorf("parseDriver(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "PGX", "pgx/v4", "postgres", "mysql", " pgx"} {
+		if got, ok := parseDriver(in); ok {
+			t.Errorf("parseDriver(%q) = %q: want it refused", in, got)
 		}
 	}
 }

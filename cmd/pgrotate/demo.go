@@ -44,10 +44,13 @@ rows acknowledged vs found, secret fetches and rejected logins per rotation
 latency and throughput per second. Everything it started is removed at the
 end, also on Ctrl-C.
 
+-driver pgx logs in through pgx v5's database/sql adapter
+(rotating.WithDriver(pgxv5.Driver())) instead of lib/pq, the default.
+
 -compare runs the same workload at the same time, each with its own role,
 secret and table and the same rotations, through the approaches the library
 replaces: a static DSN, the secret fetched before every login, and the pool
-rebuilt after an authentication error.
+rebuilt after an authentication error. They log in through the same driver.
 
 -dsn and -secret-id run the workload against your server and secret instead
 (standard AWS configuration: AWS_REGION, AWS_PROFILE, ...). Nothing is
@@ -68,6 +71,7 @@ type demoConfig struct {
 	strategy  rotation.Strategy
 	window    time.Duration
 	compare   bool
+	driver    driverName
 	dsn       string
 	secretID  string
 	verbose   bool
@@ -100,7 +104,8 @@ func parseDemoFlags(args []string, std *stdio) (cfg demoConfig, code int, stop b
 	strategy := fs.String("strategy", "single", "AWS rotation strategy: single (one user, AWSCURRENT refused during the window) or alternating (two users)")
 	fs.DurationVar(&cfg.window, "window", time.Second, "how long the store stays behind the database: setSecret to finishSecret, and ALTER ROLE to the runbook's secret update")
 	fs.BoolVar(&cfg.compare, "compare", false, "also run the naive approaches side by side and print a comparison")
-	fs.StringVar(&cfg.dsn, "dsn", "", "your server: a lib/pq DSN without password (needs -secret-id)")
+	drv := fs.String("driver", string(driverPQ), driverFlagHelp)
+	fs.StringVar(&cfg.dsn, "dsn", "", "your server: a DSN without password, key=value or postgres:// URL (needs -secret-id)")
 	fs.StringVar(&cfg.secretID, "secret-id", "", "your secret in AWS Secrets Manager: name or ARN (needs -dsn)")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logging: every secret fetch and rotation step (never a secret value)")
 	if code, stop := parseFlags(fs, args); stop {
@@ -117,6 +122,10 @@ func parseDemoFlags(args []string, std *stdio) (cfg demoConfig, code int, stop b
 		cfg.strategy = rotation.AlternatingUsers
 	default:
 		return usage("-strategy %q: want single or alternating", *strategy)
+	}
+	var ok bool
+	if cfg.driver, ok = parseDriver(*drv); !ok {
+		return usage(badDriver, *drv)
 	}
 	switch {
 	case cfg.duration < time.Second || cfg.duration > time.Hour:
@@ -274,7 +283,7 @@ func runLocal(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *consol
 	for i, key := range keys {
 		// Each approach reads its secret through a client of its own, so
 		// that its calls are counted apart.
-		a, err := newApproach(ctx, key, dsn, targets[i].secretID, sm.Client(ctx), log, cfg.workers)
+		a, err := newApproach(ctx, cfg.driver, key, dsn, targets[i].secretID, sm.Client(ctx), log, cfg.workers)
 		if err != nil {
 			return nil, &exitError{code: exitDatabase, msg: fmt.Sprintf("opening %s: %v", approachTitles[key], err)}
 		}
@@ -290,7 +299,7 @@ func runLocal(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *consol
 		st.events = append(st.events, &rotationEvent{n: n, kind: plan.kindOf(n, total)})
 	}
 
-	log.Info("running the workload", slog.Int("workers", cfg.workers), slog.Duration("duration", cfg.duration),
+	log.Info("running the workload", slog.String("driver", string(cfg.driver)), slog.Int("workers", cfg.workers), slog.Duration("duration", cfg.duration),
 		slog.Int("aws_rotations", cfg.rotations), slog.String("strategy", cfg.strategy.String()),
 		slog.Int("runbook_rotations", 1), slog.Bool("compare", cfg.compare))
 	st.execute(ctx, plan, con)
@@ -418,7 +427,7 @@ func runExternal(ctx context.Context, cfg demoConfig, con *console, log *slog.Lo
 	if awsCfg.Region == "" {
 		return nil, &exitError{code: exitSource, msg: "no AWS region: set AWS_REGION (or a region in your AWS profile)"}
 	}
-	a, err := newRotatingApproach(cfg.dsn, cfg.secretID, secretsmanager.NewFromConfig(awsCfg), log, cfg.workers)
+	a, err := newRotatingApproach(cfg.driver, cfg.dsn, cfg.secretID, secretsmanager.NewFromConfig(awsCfg), log, cfg.workers)
 	if err != nil {
 		return nil, &exitError{code: exitUsage, msg: err.Error()}
 	}
@@ -451,7 +460,7 @@ func runExternal(ctx context.Context, cfg demoConfig, con *console, log *slog.Lo
 	}()
 	log.Info("running the workload against your server and secret; pgrotate rotates nothing in this mode "+
 		"(rotate the secret meanwhile to watch it bridged)",
-		slog.String("secret_id", cfg.secretID), slog.String("table", table),
+		slog.String("driver", string(cfg.driver)), slog.String("secret_id", cfg.secretID), slog.String("table", table),
 		slog.Int("workers", cfg.workers), slog.Duration("duration", cfg.duration))
 	st.execute(ctx, nil, con)
 	rep := st.report(ctx, a.db)
@@ -668,6 +677,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	rep := &Report{
+		Driver:      string(st.cfg.driver),
 		Strategy:    st.cfg.strategy.String(),
 		Workers:     st.cfg.workers,
 		Rate:        st.cfg.rate,

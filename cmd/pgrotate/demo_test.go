@@ -330,3 +330,55 @@ func TestDemoExternal(t *testing.T) {
 		t.Errorf("missing secret: exit %d, want %d with 'secret not found'", r.code, exitSource)
 	}
 }
+
+// TestDemoPGX runs the demo through pgx v5 (-driver pgx), the naive
+// approaches too: the same guarantees as through lib/pq, the single-user
+// window bridged with AWSPENDING, the server log agreeing with the
+// connector's count (demoRun), and the naive approaches failing the same
+// way over pgx. One run covers both, to keep the package's run time down.
+func TestDemoPGX(t *testing.T) {
+	rep, r := demoRun(t, "-driver", "pgx", "-duration", "5s", "-rotations", "1", "-workers", "4", "-recycle", "500ms", "-compare")
+	if rep.Driver != string(driverPGX) || !strings.Contains(r.out, "driver      pgx v5 (github.com/jackc/pgx/v5/stdlib)") {
+		t.Errorf("report names driver %q, want pgx", rep.Driver)
+	}
+	if !strings.Contains(r.out, "a wrapper around the pgxv5 driver's connectors") {
+		t.Error("the report does not say how pgx logins are counted")
+	}
+	if rep.Rotating.Fetches.Pending == 0 {
+		t.Error("no AWSPENDING fetch: the single-user window was not met")
+	}
+	if rep.Rotating.Logins.MetRotation.N == 0 {
+		t.Error("no login met a rotation: pgx's login attempts were not counted")
+	}
+	if st := rep.Rotating.Stats; st.CredentialChanges != 2 {
+		t.Errorf("CredentialChanges = %d, want 2 (an AWS rotation and the runbook)", st.CredentialChanges)
+	}
+	for _, x := range rep.Rotations {
+		n, most := x.RejectedLogins(), int64(4)
+		if x.Kind == kindRunbook {
+			most = 6
+		}
+		if n < 1 || n > most {
+			t.Errorf("rotation %d (%s): %d rejected logins, want 1 to %d", x.N, x.Kind, n, most)
+		}
+	}
+	byKey := map[string]ApproachResult{}
+	for _, a := range rep.Naive {
+		byKey[a.Key] = a
+		if a.RowsMissing != 0 {
+			t.Errorf("%s: %d acknowledged rows missing", a.Key, a.RowsMissing)
+		}
+	}
+	// A static DSN fails after the first rotation, with pgx's error
+	// ("failed to connect to `user=...`: ... password authentication
+	// failed"): the naive approaches log in through pgx as well.
+	static := byKey[keyStatic]
+	if static.Failed == 0 || len(static.Errors) == 0 || !strings.HasPrefix(static.Errors[0].Error, "failed to connect to `user=") ||
+		!strings.Contains(static.Errors[0].Error, "password authentication failed") {
+		t.Errorf("static DSN over pgx: %d failed, errors %v; want pgx's rejected login", static.Failed, static.Errors)
+	}
+	if byKey[keyPerLogin].OK == 0 || byKey[keyRebuild].Fetches.Total() < 2 {
+		t.Errorf("per-login %d ok, rebuild %d GetSecretValue calls: want both to have run and the rebuild to have refetched",
+			byKey[keyPerLogin].OK, byKey[keyRebuild].Fetches.Total())
+	}
+}

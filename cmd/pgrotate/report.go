@@ -19,6 +19,7 @@ type Report struct {
 	Mode     string
 	Server   string // "PostgreSQL 15.4 on 127.0.0.1:5432 (throwaway)"
 	SecretID string // the rotating approach's secret
+	Driver   string // the driver every approach logged in with: "lib/pq" or "pgx"
 	Strategy string // the AWS rotation strategy
 	Workers  int
 	Rate     int           // statements per second per approach; 0: unlimited
@@ -219,6 +220,7 @@ func (r *Report) write(w io.Writer) {
 			max(r.PlannedRotations-1, 0), r.Strategy, r.Window)
 		p("              (ALTER ROLE, then PutSecretValue %v later)\n", r.Window)
 	}
+	p("  driver      %s\n", r.driverText())
 	if r.Interrupted {
 		p("              INTERRUPTED after %ds: the figures cover what ran\n", r.Seconds)
 	}
@@ -244,7 +246,11 @@ func (r *Report) write(w io.Writer) {
 	}
 	p("              (a login met a rotation when the database rejected an attempt inside that Connect\n")
 	p("              and the connector went on to log in with a newer credential; attempts are counted by\n")
-	p("              a wrapper around lib/pq's connector, given with rotating.WithNewConnector)\n")
+	if r.Driver == string(driverPGX) {
+		p("              a wrapper around the pgxv5 driver's connectors, given with rotating.WithDriver)\n")
+	} else {
+		p("              a wrapper around lib/pq's connector, given with rotating.WithNewConnector)\n")
+	}
 	if s := rot.Stats; s != nil {
 		p("  connector   Stats(): %d fetches + %d AWSPENDING fetches, %d credential changes (%d from AWSPENDING),\n",
 			s.Fetches, s.PendingFetches, s.CredentialChanges, s.PendingPromotions)
@@ -551,9 +557,10 @@ func (r *Report) writeTimeline(p func(string, ...any)) {
 
 func (r *Report) writeComparison(p func(string, ...any)) {
 	all := append([]ApproachResult{r.Rotating}, r.Naive...)
-	p("  compare     the same workload at the same time on the same server, each approach with its own\n")
-	p("              role, secret and table, and the same rotations applied to every secret at the same\n")
-	p("              moments; they share the machine, so throughput is relative to rotating's\n\n")
+	p("  compare     the same workload at the same time on the same server and through the same driver,\n")
+	p("              each approach with its own role, secret and table, and the same rotations applied to\n")
+	p("              every secret at the same moments; they share the machine, so throughput is relative\n")
+	p("              to rotating's\n\n")
 	p("                approach                         ok   failed  missing  GetSecretValue  failed logins  throughput\n")
 	for _, a := range all {
 		missing := fmt.Sprint(a.RowsMissing)
@@ -601,6 +608,16 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 		}
 	}
 	p("\n")
+}
+
+// driverText names the driver the report's logins went through, and how
+// the rotating connector was given it.
+func (r *Report) driverText() string {
+	d, ok := parseDriver(r.Driver)
+	if !ok {
+		d = driverPQ
+	}
+	return d.describe()
 }
 
 func (r *Report) workload() string {

@@ -26,30 +26,33 @@ const (
 	// statement before the next one, as a client's retry would: without it
 	// an approach that fails would spin and hog the server.
 	pauseAfterFailure = 100 * time.Millisecond
-	// connectTimeout is lib/pq's connect_timeout for every login.
+	// connectTimeout bounds every lib/pq login (its connect_timeout) and
+	// the naive approaches' pgx logins (ConnectTimeout); the pgxv5 driver
+	// bounds the rotating approach's pgx logins by the connector's
+	// rotation wait, 10 s as well.
 	connectTimeout = 10 * time.Second
 )
 
 // ---- logins
 
 // loginProbe counts the login attempts made within one Connect call. The
-// timedConnector puts one in the context; the probedConnector, which opens
-// each connection with lib/pq, counts into it. rotating passes the
-// caller's context down to the dial, so attempts made while it bridges a
-// rotation are counted against the Connect that made them.
+// timedConnector puts one in the context; the probedConnector, which wraps
+// the driver's connector for each credential, counts into it. rotating
+// passes the caller's context down to the driver, so attempts made while
+// it bridges a rotation are counted against the Connect that made them.
 type loginProbe struct {
 	attempts, rejected atomic.Int32
 }
 
 type probeKey struct{}
 
-// probedConnector opens connections with lib/pq and counts each attempt
-// into the Connect's loginProbe.
-type probedConnector struct{ pq *pq.Connector }
+// probedConnector opens connections with the driver's connector and counts
+// each attempt into the Connect's loginProbe.
+type probedConnector struct{ inner driver.Connector }
 
 // newProbedConnector is a rotating.NewConnectorFunc (and the naive
-// approaches' way of opening connections): lib/pq's connector for cfg,
-// with attempts counted. connect_timeout bounds each login.
+// approaches' way of opening connections with lib/pq): lib/pq's connector
+// for cfg, with attempts counted. connect_timeout bounds each login.
 func newProbedConnector(cfg pq.Config) (driver.Connector, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = connectTimeout
@@ -62,7 +65,7 @@ func newProbedConnector(cfg pq.Config) (driver.Connector, error) {
 }
 
 func (c probedConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.pq.Connect(ctx)
+	conn, err := c.inner.Connect(ctx)
 	if p, ok := ctx.Value(probeKey{}).(*loginProbe); ok {
 		p.attempts.Add(1)
 		if isAuthFailure(err) {
@@ -75,7 +78,7 @@ func (c probedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	return conn, nil
 }
 
-func (c probedConnector) Driver() driver.Driver { return c.pq.Driver() }
+func (c probedConnector) Driver() driver.Driver { return c.inner.Driver() }
 
 // isAuthFailure reports whether err is the server refusing a login:
 // SQLSTATE 28P01 or 28000, anywhere in the chain.
@@ -339,7 +342,7 @@ func (l *load) record(id int64, err error) {
 }
 
 // errorKind is a short description of a statement's error for the report.
-// Errors from lib/pq, database/sql and rotating never hold a password.
+// Errors from lib/pq, pgx, database/sql and rotating never hold a password.
 func errorKind(err error) string {
 	msg := err.Error()
 	if len(msg) > 160 {
