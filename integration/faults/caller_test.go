@@ -10,21 +10,27 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
 // TestContextCancelledBeforeFetch: a caller whose context is already
 // cancelled gets context.Canceled at once, with nothing cached yet and
-// with a cached credential; it never fails anyone else.
+// with a cached credential; it never fails anyone else. Through each
+// driver.
 func TestContextCancelledBeforeFetch(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testContextCancelledBeforeFetch(t, d, pg) })
+}
+
+func testContextCancelledBeforeFetch(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	a := newAWSStore(t, w, credJSON(role, pw))
-	c := newConnector(t, baseDSN(pg), a.src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), a.src, fastOptions(w)...)
 	db := openDB(t, c)
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -69,7 +75,7 @@ func TestContextCancelledBeforeFetch(t *testing.T) {
 		return err
 	})
 	w.checkErr(r.err)
-	if !errors.Is(r.err, context.Canceled) || authish(r.err) {
+	if !errors.Is(r.err, context.Canceled) || authish(d, r.err) {
 		t.Errorf("Connect(cancelled) with a cached credential = %v, want context.Canceled", r.err)
 	}
 	if st := c.Stats(); st.Fetches != before.Fetches || st.AuthFailures != 0 || a.gets() != gets {
@@ -81,15 +87,19 @@ func TestContextCancelledBeforeFetch(t *testing.T) {
 // store answers after 1 s); half of them cancel 400 ms after the fetch
 // reached the store. Those return at once with context.Canceled, the others
 // get their connection, and the store is called once. Both on first use and
-// during a rotation.
+// during a rotation. Through each driver.
 func TestContextCancelledDuringSharedFetch(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testContextCancelledDuringSharedFetch(t, d, pg) })
+}
+
+func testContextCancelledDuringSharedFetch(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	a := newAWSStore(t, w, credJSON(role, pw))
-	c := newConnector(t, baseDSN(pg), a.src, append(fastOptions(w),
+	c := newConnector(t, d, baseDSN(pg), a.src, append(fastOptions(w),
 		rotating.WithFetchTimeout(3*time.Second), rotating.WithRotationWait(rotating.DefaultRotationWait))...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
@@ -157,7 +167,7 @@ func TestContextCancelledDuringSharedFetch(t *testing.T) {
 	}
 
 	run("first use", func(err error) (bool, bool) {
-		return errors.Is(err, context.Canceled) && !authish(err), err == context.Canceled
+		return errors.Is(err, context.Canceled) && !authish(d, err), err == context.Canceled
 	})
 
 	// Rotation: the store first, then the database.
@@ -173,7 +183,7 @@ func TestContextCancelledDuringSharedFetch(t *testing.T) {
 		if errors.As(err, &ae) {
 			return errors.Is(ae.CtxErr, context.Canceled) && errors.Is(err, context.Canceled), true
 		}
-		return errors.Is(err, context.Canceled) && !authish(err), false
+		return errors.Is(err, context.Canceled) && !authish(d, err), false
 	})
 	if st := c.Stats(); st.CredentialVersion != v2 || st.Fetches != 2 {
 		t.Errorf("Stats() = %+v; want version %s after 2 fetches", st, v2)
@@ -183,15 +193,19 @@ func TestContextCancelledDuringSharedFetch(t *testing.T) {
 // TestContextCancelledAfterSharedFetch: a caller's context is cancelled
 // once its login is done: the session it got keeps working (the context
 // bounds the login, not the session), and the credential the fetch cached
-// serves later logins without a store call.
+// serves later logins without a store call. Through each driver.
 func TestContextCancelledAfterSharedFetch(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testContextCancelledAfterSharedFetch(t, d, pg) })
+}
+
+func testContextCancelledAfterSharedFetch(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	a := newAWSStore(t, w, credJSON(role, pw))
-	c := newConnector(t, baseDSN(pg), a.src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), a.src, fastOptions(w)...)
 	db := openDB(t, c)
 
 	held := make([]*sql.Conn, 4)
@@ -223,8 +237,13 @@ func TestContextCancelledAfterSharedFetch(t *testing.T) {
 // which use its result without another store call. With a hanging store,
 // the store is called once per fetch timeout at most, however many callers
 // come and go. In a rotation, the AuthError carries the caller's deadline.
+// Through each driver.
 func TestDeadlineShorterThanFetchTimeout(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testDeadlineShorterThanFetchTimeout(t, d, pg) })
+}
+
+func testDeadlineShorterThanFetchTimeout(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
@@ -232,7 +251,7 @@ func TestDeadlineShorterThanFetchTimeout(t *testing.T) {
 	a := newAWSStore(t, w, credJSON(role, pw))
 	const deadline = 300 * time.Millisecond
 	const fetchTO = 2 * time.Second
-	c := newConnector(t, baseDSN(pg), a.src, append(fastOptions(w), rotating.WithFetchTimeout(fetchTO))...)
+	c := newConnector(t, d, baseDSN(pg), a.src, append(fastOptions(w), rotating.WithFetchTimeout(fetchTO))...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
 
@@ -288,13 +307,13 @@ func TestDeadlineShorterThanFetchTimeout(t *testing.T) {
 		// machine, the first login before its rejection arrived (the
 		// login's own error, wrapping the deadline, not a rejection).
 		if !errors.Is(r.err, rotating.ErrCredentialRejected) {
-			if authish(r.err) {
+			if authish(d, r.err) {
 				t.Errorf("rotation caller %d: %v", i, r.err)
 			}
 			continue
 		}
 		rejected++
-		ae := wantRejected(t, r.err, "28P01", a.src.Describe(), role)
+		ae := wantRejected(t, d, r.err, "28P01", a.src.Describe(), role)
 		if ae != nil && !errors.Is(ae.CtxErr, context.DeadlineExceeded) {
 			t.Errorf("rotation caller %d: AuthError.CtxErr = %v, want the caller's deadline", i, ae.CtxErr)
 		}
@@ -314,9 +333,14 @@ func TestDeadlineShorterThanFetchTimeout(t *testing.T) {
 // TestCloseWhileFetching closes the pool while callers wait for a store
 // that hangs (on first use, and in a rotation) with a fetch timeout of a
 // minute: Close cancels the fetch and returns at once, every waiting caller
-// returns with a classifiable error, and no goroutine is left.
+// returns with a classifiable error, and no goroutine is left. Through each
+// driver.
 func TestCloseWhileFetching(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testCloseWhileFetching(t, d, pg) })
+}
+
+func testCloseWhileFetching(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	for _, phase := range []string{"first-use", "rotation"} {
 		t.Run(phase, func(t *testing.T) {
@@ -324,7 +348,7 @@ func TestCloseWhileFetching(t *testing.T) {
 			pw := w.password()
 			role := newRole(t, pg, uniqueRole(t), pw)
 			a := newAWSStore(t, w, credJSON(role, pw))
-			c := newConnector(t, baseDSN(pg), a.src, append(fastOptions(w),
+			c := newConnector(t, d, baseDSN(pg), a.src, append(fastOptions(w),
 				rotating.WithFetchTimeout(time.Minute), rotating.WithRotationWait(time.Minute))...)
 			db := sql.OpenDB(c)
 			t.Cleanup(func() { _ = db.Close() }) // closed by the case; this covers an early failure
@@ -375,9 +399,13 @@ func TestCloseWhileFetching(t *testing.T) {
 // over, and while a login hangs on a server that never answers: Close
 // returns at once, the workers get only "database is closed" errors (never
 // a rejected login), the hanging login ends at its caller's deadline, and
-// no session of the role is left on the server.
+// no session of the role is left on the server. Through each driver.
 func TestCloseWhileDialing(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testCloseWhileDialing(t, d, pg) })
+}
+
+func testCloseWhileDialing(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
@@ -387,14 +415,14 @@ func TestCloseWhileDialing(t *testing.T) {
 	// workers' first logins, made on first use, are bounded by the
 	// rotation wait, which 16 concurrent SCRAM logins under -race on a
 	// loaded machine can outlast with the suite's 2 s.
-	c := newConnector(t, baseDSN(pg), src, append(fastOptions(w), rotating.WithRotationWait(rotating.DefaultRotationWait))...)
+	c := newConnector(t, d, baseDSN(pg), src, append(fastOptions(w), rotating.WithRotationWait(rotating.DefaultRotationWait))...)
 	db := sql.OpenDB(c)
 	t.Cleanup(func() { _ = db.Close() }) // closed by the case; this covers an early failure
 	db.SetMaxIdleConns(0)
 	ctx := t.Context()
 
 	stalled := testkit.StartStalledServer(t)
-	stalledC := newConnector(t, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port()),
+	stalledC := newConnector(t, d, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port()),
 		newMemSource("stalled", "nobody", w.password()), rotating.WithLogger(w.logger))
 	stalledDB := sql.OpenDB(stalledC)
 	t.Cleanup(func() { _ = stalledDB.Close() })
@@ -442,7 +470,7 @@ func TestCloseWhileDialing(t *testing.T) {
 
 	r := <-hung
 	w.checkErr(r.err)
-	if !errors.Is(r.err, context.DeadlineExceeded) || authish(r.err) {
+	if !errors.Is(r.err, context.DeadlineExceeded) || authish(d, r.err) {
 		t.Errorf("the login hanging at Close: %v, want its caller's context.DeadlineExceeded", r.err)
 	}
 	if r.took > time.Second+slack {
@@ -459,15 +487,19 @@ func TestCloseWhileDialing(t *testing.T) {
 
 // TestCloseTwice: Close is idempotent on the pool and the connector, in
 // any order and concurrently; Connect afterwards returns ErrClosed; a
-// connector never used closes cleanly.
+// connector never used closes cleanly. Through each driver.
 func TestCloseTwice(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testCloseTwice(t, d, pg) })
+}
+
+func testCloseTwice(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("close-twice", role, pw)
-	c := newConnector(t, baseDSN(pg), src, append(fastOptions(w), rotating.WithRefreshInterval(20*time.Millisecond))...)
+	c := newConnector(t, d, baseDSN(pg), src, append(fastOptions(w), rotating.WithRefreshInterval(20*time.Millisecond))...)
 	db := sql.OpenDB(c)
 	t.Cleanup(func() { _ = db.Close() }) // closed by the case; this covers an early failure
 	if err := db.PingContext(t.Context()); err != nil {
@@ -497,7 +529,7 @@ func TestCloseTwice(t *testing.T) {
 	}
 	_ = c.Stats() // still readable
 
-	unused := newConnector(t, baseDSN(pg), src, rotating.WithLogger(w.logger))
+	unused := newConnector(t, d, baseDSN(pg), src, rotating.WithLogger(w.logger))
 	if err := errors.Join(unused.Close(), unused.Close()); err != nil {
 		t.Errorf("closing an unused connector twice = %v", err)
 	}

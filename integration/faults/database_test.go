@@ -17,24 +17,25 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/secrets"
 )
 
 // connectionError classifies an error a statement may meet while the server
 // restarts: a connection-level failure, never a rejected login.
-func connectionError(err error) (kind string, ok bool) {
-	var pqErr *pq.Error
+func connectionError(d testDriver, err error) (kind string, ok bool) {
 	var netErr net.Error
 	switch {
-	case authish(err):
+	case authish(d, err):
 		return "rejected login: " + err.Error(), false
 	case errors.Is(err, rotating.ErrFetchFailed):
 		return "fetch failed: " + err.Error(), false
-	case errors.As(err, &pqErr):
+	case d.sqlState(err) != "":
 		// 57P01 admin_shutdown (sessions ended by the shutdown), 57P03
-		// cannot_connect_now (shutting down, starting up), class 08.
-		c := pqErr.Code.Class()
-		return "pq " + string(pqErr.Code) + " " + pqErr.Code.Name(), c == "57" || c == "08"
+		// cannot_connect_now (shutting down, starting up), class 08. The
+		// name is from lib/pq's table of SQLSTATEs, whichever driver.
+		code := d.sqlState(err)
+		return d.errorType + " " + code + " " + pq.ErrorCode(code).Name(), code[:2] == "57" || code[:2] == "08"
 	case errors.Is(err, driver.ErrBadConn):
 		return "driver.ErrBadConn", true
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -55,15 +56,20 @@ func connectionError(err error) (kind string, ok bool) {
 // under a load of new logins and pooled sessions. Statements may fail while
 // the server is down, but only with connection errors, never as rejected
 // logins; no refresh of the credential is triggered; and the load recovers
-// once the server is back.
+// once the server is back. Through each driver, each with a server of its
+// own.
 func TestPostgresRestartMidLoad(t *testing.T) {
+	forEachDriver(t, testPostgresRestartMidLoad)
+}
+
+func testPostgresRestartMidLoad(t *testing.T, d testDriver) {
 	pg := privateServer(t, nil)
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("restart", role, pw)
-	c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(2) // some statements reuse a session, most log in anew
 	db.SetMaxOpenConns(8)
@@ -108,7 +114,7 @@ func TestPostgresRestartMidLoad(t *testing.T) {
 		if o.start.Add(o.took).Before(restartAt) {
 			beforeFail++
 		}
-		kind, ok := connectionError(o.err)
+		kind, ok := connectionError(d, o.err)
 		kinds[kind]++
 		if !ok {
 			t.Errorf("during the restart a statement failed with %v (%s): want a connection error", o.err, kind)
@@ -135,16 +141,22 @@ func TestPostgresRestartMidLoad(t *testing.T) {
 
 // TestMaxConnectionsExhausted fills every connection slot a non-superuser
 // may take on a server started with max_connections=6: the next logins get
-// SQLSTATE 53300 exactly as lib/pq returns it, not a rejected login, and no
-// refresh; once a slot frees up, logins work again.
+// SQLSTATE 53300 exactly as the driver returns it (lib/pq's *pq.Error;
+// pgx's *pgconn.ConnectError with the *pgconn.PgError inside), not a
+// rejected login, and no refresh; once a slot frees up, logins work again.
+// Through each driver, each with a server of its own.
 func TestMaxConnectionsExhausted(t *testing.T) {
+	forEachDriver(t, testMaxConnectionsExhausted)
+}
+
+func testMaxConnectionsExhausted(t *testing.T, d testDriver) {
 	pg := privateServer(t, map[string]string{"max_connections": "6"})
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("max-connections", role, pw)
-	c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 	db := openDB(t, c)
 	ctx := t.Context()
 
@@ -168,24 +180,23 @@ func TestMaxConnectionsExhausted(t *testing.T) {
 		t.Fatalf("the server accepted %d sessions with max_connections=6", len(held))
 	}
 	w.checkErr(full)
-	var pqErr *pq.Error
-	if !errors.As(full, &pqErr) || pqErr.Code != "53300" {
-		t.Fatalf("with every slot taken: %v; want a *pq.Error with code 53300", full)
+	if code := d.sqlState(full); code != "53300" {
+		t.Fatalf("with every slot taken: %v; want the driver's %s with code 53300", full, d.errorType)
 	}
 	t.Logf("%d sessions held; the next login: %v", len(held), full)
 
 	// Straight from the connector, the driver's error is returned as is.
 	before := c.Stats()
 	_, err := c.Connect(ctx)
-	if _, ok := err.(*pq.Error); !ok {
-		t.Errorf("Connect = %T %v; want lib/pq's *pq.Error itself, unwrapped", err, err)
+	if !d.returnedAsIs(err) || d.sqlState(err) != "53300" {
+		t.Errorf("Connect = %T %v; want the driver's own error, unwrapped", err, err)
 	}
 	// Many callers at once: each gets 53300 at once, none waits for a
 	// rotation, no store call.
 	results := pings(t, ctx, db, 16)
 	for i, r := range results {
 		w.checkErr(r.err)
-		if !errors.As(r.err, &pqErr) || pqErr.Code != "53300" || authish(r.err) {
+		if d.sqlState(r.err) != "53300" || authish(d, r.err) {
 			t.Errorf("caller %d: %v; want 53300 and not a rejected login", i, r.err)
 		}
 		// A caller that sat out a rotation wait would take longer than the
@@ -216,15 +227,20 @@ func TestMaxConnectionsExhausted(t *testing.T) {
 // credential from the store can fix. Every caller gets a clear error after
 // the rotation wait, the store is called at the backoff's pace however many
 // callers and rounds, and logins work again once pg_hba.conf is restored,
-// with no change of credential.
+// with no change of credential. Through each driver, each with a server of
+// its own.
 func TestHBAReject(t *testing.T) {
+	forEachDriver(t, testHBAReject)
+}
+
+func testHBAReject(t *testing.T, d testDriver) {
 	pg := privateServer(t, nil)
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("hba", role, pw)
-	c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
 	ctx := t.Context()
@@ -249,16 +265,10 @@ func TestHBAReject(t *testing.T) {
 	if err := pg.ReloadConf(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Control: lib/pq alone is turned away with 28000 once the reload is
-	// in effect.
+	// Control: the driver alone is turned away with 28000 once the reload
+	// is in effect.
 	waitFor(t, 10*time.Second, "pg_hba.conf's reject to take effect", func() bool {
-		plain, err := sql.Open("postgres", pg.DSN(role, pw, "postgres"))
-		if err != nil {
-			return false
-		}
-		defer plain.Close()
-		var pqErr *pq.Error
-		return errors.As(plain.PingContext(ctx), &pqErr) && pqErr.Code == "28000"
+		return d.sqlState(d.control(ctx, pg.DSN(role, pw, "postgres"))) == "28000"
 	})
 
 	before := c.Stats()
@@ -266,7 +276,7 @@ func TestHBAReject(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		for i, r := range pings(t, ctx, db, 8) {
 			w.checkErr(r.err)
-			ae := wantRejected(t, r.err, "28000", src.Describe(), role)
+			ae := wantRejected(t, d, r.err, "28000", src.Describe(), role)
 			if ae != nil && (ae.FetchErr != nil || ae.CtxErr != nil) {
 				t.Errorf("round %d caller %d: AuthError carries a store or context error: %v", round, i, r.err)
 			}
@@ -308,15 +318,19 @@ func TestHBAReject(t *testing.T) {
 // TestRoleDropped drops the role the connector logs in as, while a session
 // of it is open. The open session keeps working; new logins get 28P01 and
 // every caller a clear error within the rotation wait; when the store
-// names a new role, logins work again.
+// names a new role, logins work again. Through each driver.
 func TestRoleDropped(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testRoleDropped(t, d, pg) })
+}
+
+func testRoleDropped(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("dropped", role, pw)
-	c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
 	ctx := t.Context()
@@ -336,7 +350,7 @@ func TestRoleDropped(t *testing.T) {
 	start := time.Now()
 	for i, r := range pings(t, ctx, db, 8) {
 		w.checkErr(r.err)
-		ae := wantRejected(t, r.err, "28P01", src.Describe(), role)
+		ae := wantRejected(t, d, r.err, "28P01", src.Describe(), role)
 		wantGaveUpInTime(t, fmt.Sprintf("caller %d", i), r, ae, rotationWait)
 	}
 	elapsed := time.Since(start)
@@ -359,15 +373,19 @@ func TestRoleDropped(t *testing.T) {
 // TestRoleValidUntilPassed expires the role (VALID UNTIL in the past): new
 // logins get 28P01 and callers a clear error within the rotation wait. Then,
 // while callers are waiting, the store is given a new role: all of them log
-// in with it.
+// in with it. Through each driver.
 func TestRoleValidUntilPassed(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testRoleValidUntilPassed(t, d, pg) })
+}
+
+func testRoleValidUntilPassed(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw)
 	src := newMemSource("expired", role, pw)
-	c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+	c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
 	ctx := t.Context()
@@ -378,7 +396,7 @@ func TestRoleValidUntilPassed(t *testing.T) {
 	adminExec(t, pg, "ALTER ROLE "+pq.QuoteIdentifier(role)+" VALID UNTIL 'yesterday'")
 	for i, r := range pings(t, ctx, db, 8) {
 		w.checkErr(r.err)
-		ae := wantRejected(t, r.err, "28P01", src.Describe(), role)
+		ae := wantRejected(t, d, r.err, "28P01", src.Describe(), role)
 		wantGaveUpInTime(t, fmt.Sprintf("caller %d", i), r, ae, rotationWait)
 	}
 

@@ -10,6 +10,14 @@
 // retry login stalled behind a proxy; a rotation soon after a long
 // incident; a NUL byte in a credential).
 //
+// Every case that involves a login runs once per driver of the table in
+// drivers_test.go (subtests lib/pq and pgx), with the same body and
+// assertions; the driver's own server error is found with errors.As and
+// its SQLSTATE read through the SQLState() string method both drivers'
+// errors have. Where the drivers legitimately differ, the table says how.
+// The store faults and the secrets no driver ever sees run through lib/pq
+// only.
+//
 // Every case checks that the statements that should succeed did, that the
 // error a caller gets is classifiable with errors.Is and errors.As, that
 // nothing panics, that no goroutine outlives db.Close, and that no secret

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/testkit"
@@ -48,9 +46,13 @@ func backoffSteps(elapsed, minB, maxB time.Duration) int {
 // work that the socket deadline cannot interrupt: Pings returned up to
 // 1.4 s late); the store is called at most once per backoff step; the
 // database sees at most one rejected login per caller plus one per step
-// (counted in the server's log and in Stats).
+// (counted in the server's log and in Stats). Through each driver.
 func TestNeverFixedCredentialHerd(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testNeverFixedCredentialHerd(t, d, pg) })
+}
+
+func testNeverFixedCredentialHerd(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	const (
 		callers    = 50
@@ -67,7 +69,7 @@ func TestNeverFixedCredentialHerd(t *testing.T) {
 	src := newMemSource("never-fixed", role, wrong)
 	// The default rotation wait (10 s) outlasts the deadline: every Ping
 	// ends at its deadline.
-	c := newConnector(t, baseDSN(pg), src, rotating.WithLogger(w.logger), rotating.WithBackoff(minB, maxB))
+	c := newConnector(t, d, baseDSN(pg), src, rotating.WithLogger(w.logger), rotating.WithBackoff(minB, maxB))
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
 	serverLog, haveLog := markServerLog(t, pg)
@@ -113,7 +115,7 @@ func TestNeverFixedCredentialHerd(t *testing.T) {
 			t.Errorf("ping %d: %v; want the end of its deadline", i, p.err)
 		case errors.Is(p.err, rotating.ErrCredentialRejected):
 			if rejected++; rejected == 1 {
-				wantRejected(t, p.err, "28P01", src.Describe(), role)
+				wantRejected(t, d, p.err, "28P01", src.Describe(), role)
 			}
 		}
 	}
@@ -203,18 +205,20 @@ func logTimes(t *testing.T, w *watch, msg string) []time.Time {
 // (they did, while a fresh connector had none fail). The incident ends
 // either as issue 8 measured it, by the database: the ALTER ROLE is rolled
 // back and the rejected credential's re-check works; or by the store
-// catching up with the database.
+// catching up with the database. Through each driver.
 func TestRotationSoonAfterALongIncident(t *testing.T) {
 	pg := sharedServer(t)
-	for _, end := range []string{"database-rolled-back", "store-caught-up"} {
-		t.Run(end, func(t *testing.T) {
-			leakCheck(t)
-			testRotationSoonAfterALongIncident(t, pg, end == "store-caught-up")
-		})
-	}
+	forEachDriver(t, func(t *testing.T, d testDriver) {
+		for _, end := range []string{"database-rolled-back", "store-caught-up"} {
+			t.Run(end, func(t *testing.T) {
+				leakCheck(t)
+				testRotationSoonAfterALongIncident(t, d, pg, end == "store-caught-up")
+			})
+		}
+	})
 }
 
-func testRotationSoonAfterALongIncident(t *testing.T, pg *pgserver.Server, storeCatchesUp bool) {
+func testRotationSoonAfterALongIncident(t *testing.T, d testDriver, pg *pgserver.Server, storeCatchesUp bool) {
 	const (
 		minB, maxB = 100 * time.Millisecond, 5 * time.Second
 		wait       = 10 * time.Second
@@ -227,7 +231,7 @@ func testRotationSoonAfterALongIncident(t *testing.T, pg *pgserver.Server, store
 	pw1, pw2, pw3 := w.password(), w.password(), w.password()
 	role := newRole(t, pg, uniqueRole(t), pw1)
 	src := newMemSource("long-incident", role, pw1)
-	c := newConnector(t, baseDSN(pg), src, rotating.WithLogger(w.logger),
+	c := newConnector(t, d, baseDSN(pg), src, rotating.WithLogger(w.logger),
 		rotating.WithBackoff(minB, maxB), rotating.WithRotationWait(wait))
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0)
@@ -327,9 +331,13 @@ func testRotationSoonAfterALongIncident(t *testing.T, pg *pgserver.Server, store
 // and never answers. With WithRotationWait(1s), Connect returns after about
 // the rotation wait, with a 6 s caller deadline (it returned after 6 s) and
 // with none (it never returned). README: every Connect returns within its
-// rotation wait or its deadline.
+// rotation wait or its deadline. Through each driver.
 func TestRetryLoginStalledAtAProxy(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testRetryLoginStalledAtAProxy(t, d, pg) })
+}
+
+func testRetryLoginStalledAtAProxy(t *testing.T, d testDriver, pg *pgserver.Server) {
 	const wait = time.Second
 	for _, tc := range []struct {
 		name     string
@@ -347,7 +355,7 @@ func TestRetryLoginStalledAtAProxy(t *testing.T) {
 			// database rejects; the retry stalls.
 			proxy := startStallingProxy(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port), 2)
 			src := newMemSource("behind-a-proxy", role, pw1)
-			c := newConnector(t, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", proxy.port()), src,
+			c := newConnector(t, d, fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", proxy.port()), src,
 				rotating.WithLogger(w.logger), rotating.WithRotationWait(wait))
 			conn, err := c.Connect(t.Context())
 			if err != nil {
@@ -399,7 +407,7 @@ func TestRetryLoginStalledAtAProxy(t *testing.T) {
 			if !errors.As(r.err, &ae) {
 				t.Fatalf("Connect = %v; want the *AuthError of the rejection", r.err)
 			}
-			wantRejected(t, r.err, "28P01", src.Describe(), role)
+			wantRejected(t, d, r.err, "28P01", src.Describe(), role)
 			if ae.CtxErr != nil {
 				t.Errorf("AuthError.CtxErr = %v: the caller's context had not ended", ae.CtxErr)
 			}
@@ -412,9 +420,14 @@ func TestRetryLoginStalledAtAProxy(t *testing.T) {
 // promises ErrMalformed before any login; the credential was dialed (5
 // rejected logins, or "pq: malformed SCRAM message"). The server's log must
 // show no login attempt for the role; a control login with a wrong password
-// shows that it would.
+// shows that it would. Through each driver: the connector refuses the
+// credential before either is given it.
 func TestNULInAPasswordNeverReachesTheServer(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testNULInAPasswordNeverReachesTheServer(t, d, pg) })
+}
+
+func testNULInAPasswordNeverReachesTheServer(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	pw := w.password()
@@ -429,13 +442,13 @@ func TestNULInAPasswordNeverReachesTheServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := secrets.Func(func(context.Context) (secrets.Credential, error) { return tc.cred, nil })
-			c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+			c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 			db := openDB(t, c)
 			db.SetMaxIdleConns(0)
 			for i, r := range pings(t, t.Context(), db, 4) {
 				w.checkErr(r.err)
 				testkit.WantNULRefused(t, fmt.Sprintf("Ping %d", i), r.err, secrets.ErrMalformed, "NUL")
-				if !errors.Is(r.err, rotating.ErrFetchFailed) || authish(r.err) {
+				if !errors.Is(r.err, rotating.ErrFetchFailed) || authish(d, r.err) {
 					t.Errorf("Ping %d: want a *rotating.FetchError, not a rejected login (error text withheld)", i)
 				}
 			}
@@ -450,13 +463,9 @@ func TestNULInAPasswordNeverReachesTheServer(t *testing.T) {
 	if n := serverLog.count(t, `"`+role+`"`); n != 0 {
 		t.Errorf("the server log has %d lines naming the role: a login with the NUL credential reached the server", n)
 	}
-	// Control: a wrong password, through lib/pq alone, is in the log.
-	plain, err := pq.NewConnector(pg.DSN(role, "wrong-"+pw[:4], "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plain.Connect(t.Context()); err == nil {
-		t.Fatal("lib/pq logged in with a wrong password")
+	// Control: a wrong password, through the driver alone, is in the log.
+	if err := d.control(t.Context(), pg.DSN(role, "wrong-"+pw[:4], "postgres")); d.sqlState(err) != "28P01" {
+		t.Fatalf("%s alone with a wrong password: %v, want 28P01", d.name, err)
 	}
 	waitFor(t, 10*time.Second, "the control's rejected login in the server log", func() bool {
 		return serverLog.count(t, rejectedLoginLine(role)) == 1

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -40,10 +42,11 @@ var awkward = []struct{ name, s string }{
 // TestAwkwardCredentialsLogIn creates roles whose names and passwords hold
 // every awkward character class, the passwords 1 KiB long, stores each as
 // an RDS JSON secret in awssmtest, and logs in through the connector with
-// a key=value DSN and a postgres:// URL: current_user must be the role.
-// A 512-byte username is also tried: PostgreSQL truncates role names to 63
-// bytes, at CREATE ROLE and at login alike, so it logs in as the truncated
-// role. (A 1 KiB username is a lib/pq limit: TestLibPQLoginLimits.)
+// a key=value DSN and a postgres:// URL, through each driver: current_user
+// must be the role. A 512-byte username is also tried: PostgreSQL truncates
+// role names to 63 bytes, at CREATE ROLE and at login alike, so it logs in
+// as the truncated role. (A 1 KiB username is a lib/pq limit:
+// TestDriverLoginLimits.)
 func TestAwkwardCredentialsLogIn(t *testing.T) {
 	pg := sharedServer(t)
 	leakCheck(t)
@@ -60,53 +63,71 @@ func TestAwkwardCredentialsLogIn(t *testing.T) {
 	}
 	logins = append(logins, login{"512-byte-username", randomHex(4) + punctuation1KiB(3)[:504], randomHex(8) + punctuation1KiB(5)[:1008]})
 
+	type role struct {
+		login
+		stored string
+		a      *awsStore
+	}
+	var roles []role
 	for _, l := range logins {
 		w.secret(l.password)
-		stored := newRole(t, pg, l.user, l.password)
-		a := newAWSStore(t, w, credJSON(l.user, l.password))
-		for _, dsn := range []struct{ name, dsn string }{{"key-value", baseDSN(pg)}, {"url", urlDSN(pg)}} {
-			t.Run(l.name+"/"+dsn.name, func(t *testing.T) {
-				c := newConnector(t, dsn.dsn, a.src, fastOptions(w)...)
-				db := openDB(t, c)
-				var current, session string
-				err := db.QueryRowContext(t.Context(), "SELECT current_user, session_user").Scan(&current, &session)
-				w.checkErr(err)
-				if err != nil {
-					t.Fatalf("login as a %d-byte user with a %d-byte password: %v", len(l.user), len(l.password), err)
-				}
-				if current != stored || session != stored {
-					t.Errorf("current_user %q, session_user %q; want %q", current, session, stored)
-				}
-				if st := c.Stats(); st.AuthFailures != 0 || st.Fetches != 1 {
-					t.Errorf("Stats(): %d rejected logins, %d fetches; want 0 and 1", st.AuthFailures, st.Fetches)
-				}
-			})
-		}
+		roles = append(roles, role{l, newRole(t, pg, l.user, l.password), newAWSStore(t, w, credJSON(l.user, l.password))})
 	}
+	forEachDriver(t, func(t *testing.T, d testDriver) {
+		for _, r := range roles {
+			l, stored, a := r.login, r.stored, r.a
+			for _, dsn := range []struct{ name, dsn string }{{"key-value", baseDSN(pg)}, {"url", urlDSN(pg)}} {
+				t.Run(l.name+"/"+dsn.name, func(t *testing.T) {
+					c := newConnector(t, d, dsn.dsn, a.src, fastOptions(w)...)
+					db := openDB(t, c)
+					var current, session string
+					err := db.QueryRowContext(t.Context(), "SELECT current_user, session_user").Scan(&current, &session)
+					w.checkErr(err)
+					if err != nil {
+						t.Fatalf("login as a %d-byte user with a %d-byte password: %v", len(l.user), len(l.password), err)
+					}
+					if current != stored || session != stored {
+						t.Errorf("current_user %q, session_user %q; want %q", current, session, stored)
+					}
+					if st := c.Stats(); st.AuthFailures != 0 || st.Fetches != 1 {
+						t.Errorf("Stats(): %d rejected logins, %d fetches; want 0 and 1", st.AuthFailures, st.Fetches)
+					}
+				})
+			}
+		}
+	})
 }
 
-// TestLibPQLoginLimits tries credentials that PostgreSQL and libpq (psql)
-// accept but lib/pq v1.12.3 cannot log in with:
+// TestDriverLoginLimits tries credentials that PostgreSQL and libpq (psql)
+// accept but a driver may not log in with:
 //
 //   - passwords that SASLprep changes (a ligature, a non-ASCII space, a soft
 //     hyphen, a decomposed accent): PostgreSQL derives the SCRAM secret
 //     from the SASLprep-normalised password and libpq normalises the
 //     password it is given; lib/pq does not, so its proof does not match;
+//     pgx normalises with PRECIS OpaqueString instead, which agrees with
+//     SASLprep on the no-break space and the decomposed accent only;
 //   - a 1 KiB username: lib/pq puts the username in the SCRAM initial
-//     message (libpq sends an empty one), and PostgreSQL refuses an initial
-//     message longer than 1024 bytes ("invalid message length" in the
-//     server log), so usernames of more than about 950 bytes (fewer if they
-//     hold ',' or '=', which SCRAM escapes to 3 bytes) cannot log in.
+//     message (libpq and pgx send an empty one), and PostgreSQL refuses an
+//     initial message longer than 1024 bytes ("invalid message length" in
+//     the server log), so usernames of more than about 950 bytes (fewer if
+//     they hold ',' or '=', which SCRAM escapes to 3 bytes) cannot log in.
 //     PostgreSQL role names are at most 63 bytes: only a name PostgreSQL
 //     would truncate anyway is affected.
 //
-// The connector cannot tell such a rejection from a wrong password. The
-// case checks that the caller gets exactly that clear error
-// (ErrCredentialRejected, 28P01, after the rotation wait) if the login
-// fails, and logs it; docs/reliability.md lists these as lib/pq
-// limitations. If lib/pq lifts a limit, the subtest logs the success.
-func TestLibPQLoginLimits(t *testing.T) {
+// The connector cannot tell such a rejection from a wrong password. For
+// the cases in the driver's loginLimits, the case checks that the caller
+// gets exactly that clear error (ErrCredentialRejected, 28P01, after the
+// rotation wait) if the login fails, and logs it; docs/reliability.md lists
+// these as driver limitations. If a driver lifts a limit, the subtest logs
+// the success. Every other case must log in, as the role PostgreSQL
+// stored.
+func TestDriverLoginLimits(t *testing.T) {
 	pg := sharedServer(t)
+	forEachDriver(t, func(t *testing.T, d testDriver) { testDriverLoginLimits(t, d, pg) })
+}
+
+func testDriverLoginLimits(t *testing.T, d testDriver, pg *pgserver.Server) {
 	leakCheck(t)
 	w := newWatch(t)
 	for _, p := range []struct{ name, user, password string }{
@@ -125,18 +146,26 @@ func TestLibPQLoginLimits(t *testing.T) {
 			password := randomHex(6) + "-" + p.password
 			w.secret(password)
 			stored := newRole(t, pg, user, password)
-			src := newMemSource("lib-pq-limits", user, password)
-			c := newConnector(t, baseDSN(pg), src, fastOptions(w)...)
+			src := newMemSource("login-limits", user, password)
+			c := newConnector(t, d, baseDSN(pg), src, fastOptions(w)...)
 			db := openDB(t, c)
-			r := call(t, func() error { return db.PingContext(t.Context()) })
+			var current string
+			r := call(t, func() error { return db.QueryRowContext(t.Context(), "SELECT current_user").Scan(&current) })
 			w.checkErr(r.err)
-			if r.err == nil {
-				t.Logf("%s: logs in (the lib/pq limitation is gone)", p.name)
-				return
+			limited := slices.Contains(d.loginLimits, p.name)
+			switch {
+			case r.err == nil && current != stored:
+				t.Errorf("%s: logged in as %q, want %q", p.name, current, stored)
+			case r.err == nil && limited:
+				t.Logf("%s: logs in (the %s limitation is gone)", p.name, d.name)
+			case r.err == nil:
+			case !limited:
+				t.Errorf("%s: %v; %s logs in with this credential", p.name, r.err, d.name)
+			default:
+				ae := wantRejected(t, d, r.err, "28P01", src.Describe(), user)
+				wantGaveUpInTime(t, p.name, r, ae, rotationWait)
+				t.Logf("%s: %s limitation (role %d bytes as stored): %v", p.name, d.name, len(stored), r.err)
 			}
-			ae := wantRejected(t, r.err, "28P01", src.Describe(), user)
-			wantGaveUpInTime(t, p.name, r, ae, rotationWait)
-			t.Logf("%s: lib/pq limitation (role %d bytes as stored): %v", p.name, len(stored), r.err)
 		})
 	}
 }
@@ -147,6 +176,8 @@ func TestLibPQLoginLimits(t *testing.T) {
 // problem, never the bytes, and no login is attempted. After a rotation
 // (the cached credential rejected), the same store gives an AuthError that
 // wraps ErrMalformed too (see also TestStoreFaults/binary-secret-not-utf8).
+// Through lib/pq only: the secret never reaches a driver (no login, the
+// case checks), so a pgx run would prove nothing more.
 func TestNonUTF8BinarySecret(t *testing.T) {
 	pg := sharedServer(t)
 	leakCheck(t)
@@ -183,7 +214,7 @@ func TestNonUTF8BinarySecret(t *testing.T) {
 				t.Fatalf("test value is valid UTF-8")
 			}
 			a.putBinary(t, value)
-			c := newConnector(t, baseDSN(pg), a.src, fastOptions(w)...)
+			c := newConnector(t, libPQ, baseDSN(pg), a.src, fastOptions(w)...)
 			db := openDB(t, c)
 			err := db.PingContext(t.Context())
 			w.checkErr(err)

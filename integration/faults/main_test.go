@@ -22,7 +22,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/lib/pq"
 	"go.uber.org/goleak"
 
 	"github.com/pgrotate/rotating"
@@ -430,9 +429,11 @@ func credJSON(user, password string) string {
 	return string(b)
 }
 
-func newConnector(t *testing.T, dsn string, src secrets.Source, opts ...rotating.Option) *rotating.Connector {
+// newConnector returns a Connector that logs in through d, closed when the
+// test ends.
+func newConnector(t *testing.T, d testDriver, dsn string, src secrets.Source, opts ...rotating.Option) *rotating.Connector {
 	t.Helper()
-	c, err := rotating.NewConnector(dsn, src, opts...)
+	c, err := rotating.NewConnector(dsn, src, d.with(opts...)...)
 	if err != nil {
 		t.Fatalf("NewConnector: %v", err)
 	}
@@ -626,8 +627,9 @@ func maxFetches(elapsed, minB, maxB time.Duration) int {
 
 // wantRejected checks the error of a Connect that found no working
 // credential: ErrCredentialRejected, an *AuthError naming the source and the
-// user, the driver's *pq.Error with code, and a message naming the source.
-func wantRejected(t *testing.T, err error, code, source, user string) *rotating.AuthError {
+// user, the driver's own server error with code, and a message naming the
+// source.
+func wantRejected(t *testing.T, d testDriver, err error, code, source, user string) *rotating.AuthError {
 	t.Helper()
 	if err == nil {
 		t.Errorf("no error, want a rejected login (%s)", code)
@@ -636,9 +638,8 @@ func wantRejected(t *testing.T, err error, code, source, user string) *rotating.
 	if !errors.Is(err, rotating.ErrCredentialRejected) {
 		t.Errorf("%v: does not match rotating.ErrCredentialRejected", err)
 	}
-	var pqErr *pq.Error
-	if !errors.As(err, &pqErr) || string(pqErr.Code) != code {
-		t.Errorf("%v: want the driver's *pq.Error with code %s in the chain", err, code)
+	if got := d.sqlState(err); got != code {
+		t.Errorf("%v: want the driver's %s with code %s in the chain (found %q)", err, d.errorType, code, got)
 	}
 	var ae *rotating.AuthError
 	if !errors.As(err, &ae) {
@@ -676,8 +677,8 @@ func wantGaveUpInTime(t *testing.T, what string, r outcome, ae *rotating.AuthErr
 	}
 }
 
-// authish reports whether err is, or carries, a rejected login.
-func authish(err error) bool {
-	var pqErr *pq.Error
-	return errors.Is(err, rotating.ErrCredentialRejected) || (errors.As(err, &pqErr) && pqErr.Code.Class() == "28")
+// authish reports whether err is, or carries, a rejected login: an
+// *AuthError, or the driver's server error with a class 28 SQLSTATE.
+func authish(d testDriver, err error) bool {
+	return errors.Is(err, rotating.ErrCredentialRejected) || strings.HasPrefix(d.sqlState(err), "28")
 }

@@ -181,6 +181,11 @@ var storeFaults = []storeFault{
 // The cases run three at a time, each with its own store, role and
 // connector; the goroutine check covers all of them once every pool is
 // closed.
+//
+// Through lib/pq only: the faults are the store's, and the driver's part
+// in them (a 28P01 inside the *AuthError beside the store's error) is the
+// same for every fault; TestRotationWhileStoreDown proves it through each
+// driver. testStoreFault takes the driver, for a run through pgx by hand.
 func TestStoreFaults(t *testing.T) {
 	pg := sharedServer(t)
 	leakCheck(t)
@@ -190,12 +195,12 @@ func TestStoreFaults(t *testing.T) {
 			t.Parallel()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			testStoreFault(t, pg, f)
+			testStoreFault(t, libPQ, pg, f)
 		})
 	}
 }
 
-func testStoreFault(t *testing.T, pg *pgserver.Server, f storeFault) {
+func testStoreFault(t *testing.T, d testDriver, pg *pgserver.Server, f storeFault) {
 	timing := storeTimings{wait: rotationWait, fetchTimeout: storeFetchTimeout}
 	for _, o := range f.opts {
 		o(&timing)
@@ -207,7 +212,7 @@ func testStoreFault(t *testing.T, pg *pgserver.Server, f storeFault) {
 	pw1 := w.password()
 	role := newRole(t, pg, uniqueRole(t), pw1)
 	a := newAWSStore(t, w, credJSON(role, pw1))
-	c := newConnector(t, baseDSN(pg), a.src,
+	c := newConnector(t, d, baseDSN(pg), a.src,
 		rotating.WithLogger(w.logger),
 		rotating.WithRotationWait(timing.wait),
 		rotating.WithFetchTimeout(timing.fetchTimeout),
@@ -289,7 +294,7 @@ func testStoreFault(t *testing.T, pg *pgserver.Server, f storeFault) {
 			}
 			continue
 		}
-		ae := wantRejected(t, r.err, "28P01", a.src.Describe(), role)
+		ae := wantRejected(t, d, r.err, "28P01", a.src.Describe(), role)
 		if ae != nil && ae.FetchErr == nil {
 			t.Errorf("phase B caller %d: the error does not carry the store's failure: %v", i, r.err)
 		}
