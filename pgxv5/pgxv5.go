@@ -13,7 +13,8 @@
 // (*sql.Conn).Raw still reaches *pgx.Conn (through rotating.DriverConn for a
 // credential whose sessions end). The driver's errors stay reachable:
 // errors.As(err, &pgErr) finds the *pgconn.PgError (28P01, 28000) inside
-// pgx's *pgconn.ConnectError, also when several hosts' errors are joined.
+// pgx's *pgconn.ConnectError, also when several hosts' errors are joined;
+// the ConnectError's Config no longer holds the password.
 package pgxv5
 
 import (
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/pgrotate/rotating"
@@ -91,11 +93,51 @@ func (c config) Connector(cred secrets.Credential, loginTimeout time.Duration) (
 		if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > loginTimeout {
 			cfg.ConnectTimeout = loginTimeout
 		}
-		return stdlib.GetConnector(*cfg, c.opts...), cfg.User, nil
+		return redacting{stdlib.GetConnector(*cfg, c.opts...)}, cfg.User, nil
 	}
 	// Several hosts (or TLS with a plain fallback): ConnectTimeout applies
 	// per host, so the login as a whole is bounded here.
-	return boundConnector{stdlib.GetConnector(*cfg, c.opts...), loginTimeout}, cfg.User, nil
+	return boundConnector{redacting{stdlib.GetConnector(*cfg, c.opts...)}, loginTimeout}, cfg.User, nil
+}
+
+// redacting removes the password from pgx's login errors: a
+// *pgconn.ConnectError carries the configuration of the attempt, password
+// included, in its exported Config field, where code that reflects into
+// errors (or calls errors.As) could find it. Each ConnectError of the
+// error's tree gets a copy of its Config without the password; the
+// configuration pgx used is its own copy and is not touched.
+type redacting struct{ inner driver.Connector }
+
+func (r redacting) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := r.inner.Connect(ctx)
+	if err != nil {
+		redactTree(err)
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (r redacting) Driver() driver.Driver { return r.inner.Driver() }
+
+func redactTree(err error) {
+	switch e := err.(type) {
+	case *pgconn.ConnectError:
+		if e.Config != nil && e.Config.Password != "" {
+			cfg := *e.Config
+			cfg.Password = ""
+			e.Config = &cfg
+		}
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if next := u.Unwrap(); next != nil {
+			redactTree(next)
+		}
+	case interface{ Unwrap() []error }:
+		for _, next := range u.Unwrap() {
+			redactTree(next)
+		}
+	}
 }
 
 func (config) Driver() driver.Driver { return stdlib.GetDefaultDriver() }

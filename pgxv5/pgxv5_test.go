@@ -105,6 +105,10 @@ func TestPgxEnvironmentNeverSuppliesTheLogin(t *testing.T) {
 	if strings.Contains(fmt.Sprintf("%v %+v", err, err), pw) {
 		t.Fatal("the error contains a password")
 	}
+	var connErr *pgconn.ConnectError
+	if !errors.As(err, &connErr) || connErr.Config == nil || connErr.Config.Password != "" {
+		t.Fatal("the rejection's *pgconn.ConnectError is missing, or its Config still holds the password")
+	}
 	if st := c.Stats(); st.AuthFailures == 0 {
 		t.Fatalf("Stats = %+v", st)
 	}
@@ -129,6 +133,9 @@ func TestPgxMultiHostErrorsReachThePgError(t *testing.T) {
 	var connErr *pgconn.ConnectError
 	if !errors.Is(err, rotating.ErrCredentialRejected) || !errors.As(err, &pgErr) || pgErr.Code != "28P01" || !errors.As(err, &connErr) {
 		t.Fatalf("multi-host Ping = %v, want the 28P01 *pgconn.PgError inside a *pgconn.ConnectError", err)
+	}
+	if connErr.Config == nil || connErr.Config.Password != "" {
+		t.Fatal("the *pgconn.ConnectError's Config still holds the password")
 	}
 }
 
