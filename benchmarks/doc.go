@@ -3,8 +3,9 @@
 // measured in the same run.
 //
 //   - BenchmarkRealConnect: logins per second against a real PostgreSQL
-//     server, rotating vs a plain lib/pq connector, interleaved login by
-//     login.
+//     server, rotating vs the driver's plain connector, interleaved login
+//     by login: over lib/pq (pq.Connector) and over pgx v5
+//     (stdlib.GetConnector, rotating with pgxv5.Driver()).
 //   - BenchmarkStoreCalls: rejected logins (counted by the fake database)
 //     and secret-store calls per rotation with 1 to 256 concurrent dialers,
 //     rotating vs a fetch-per-connection connector and a

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating"
@@ -187,6 +189,18 @@ func plainConnector(tb testing.TB, srv *pgserver.Server, role, pw string) *pq.Co
 		tb.Fatal(err)
 	}
 	return c
+}
+
+// plainPgxConnector is pgx's own database/sql connector for one fixed
+// login (stdlib.GetConnector on the parsed DSN): what a pgx application
+// uses without rotation.
+func plainPgxConnector(tb testing.TB, srv *pgserver.Server, role, pw string) driver.Connector {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(srv.DSN(role, pw, "postgres"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return stdlib.GetConnector(*cfg)
 }
 
 func newRotating(tb testing.TB, dsn string, src secrets.Source, opts ...rotating.Option) *rotating.Connector {

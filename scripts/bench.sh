@@ -58,6 +58,7 @@ start="$(date +%s)"
 
 common=(-run '^$' -benchmem -count "$COUNT" -timeout 60m)
 bench root "${common[@]}" -bench '^BenchmarkConnectCached$' .
+bench pgxroot "${common[@]}" -bench '^BenchmarkConnectCachedPgx$' ./pgxv5/
 bench real "${common[@]}" -bench '^BenchmarkRealConnect$' -benchtime "${REAL_CONNECT_OPS}x" ./benchmarks/
 bench calls "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=(memory|awssm-pending-window)$' -benchtime "${STORE_CALLS_OPS}x" ./benchmarks/
 bench lagging "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=memory-lagging-1s$' -benchtime "${LAGGING_OPS}x" ./benchmarks/
@@ -88,7 +89,7 @@ BENCH_LAGGING_OPS="$LAGGING_OPS"
 
 mkdir -p "$(dirname "$OUT")"
 go run ./benchmarks/internal/report \
-	-root "$work/root.txt" \
+	-root "$work/root.txt,$work/pgxroot.txt" \
 	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt" \
 	-commands "$work/commands" >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$OUT"
