@@ -46,9 +46,12 @@ func (noopDriver) Driver() driver.Driver { return stdlib.GetDefaultDriver() }
 //   - rotating-driver: the rotating Connector through the Driver seam
 //     (WithDriver) with the no-op dial as the credential's connector: the
 //     Connector's own cost, as for lib/pq.
-//   - rotating-pgx: the same with the no-op dial inside boundConnector, as
-//     config.Connector builds it: everything the pgx path adds to pgx's own
-//     login.
+//   - rotating-pgx: the same with the no-op dial inside what
+//     config.Connector puts around a one-host login (redacting; the login's
+//     bound is pgx's own ConnectTimeout, inside pgx's login): everything the
+//     pgx path adds to pgx's own login.
+//   - rotating-pgx-multihost: the same for several hosts, where
+//     boundConnector bounds the whole login.
 //
 // ctx=background is how database/sql calls Connect for a pool refill
 // without a caller's context; ctx=deadline is a caller's context with a
@@ -58,6 +61,10 @@ func BenchmarkConnectCachedPgx(b *testing.B) {
 	bare := func(inner driver.Connector, _ time.Duration) driver.Connector { return inner }
 	bound := func(inner driver.Connector, loginTimeout time.Duration) driver.Connector {
 		return boundConnector{inner: inner, loginTimeout: loginTimeout}
+	}
+	oneHost := func(inner driver.Connector, _ time.Duration) driver.Connector { return redacting{inner} }
+	multiHost := func(inner driver.Connector, loginTimeout time.Duration) driver.Connector {
+		return boundConnector{inner: redacting{inner}, loginTimeout: loginTimeout}
 	}
 	newRotating := func(b *testing.B, wrap func(driver.Connector, time.Duration) driver.Connector) *rotating.Connector {
 		c, err := rotating.NewConnector("host=h dbname=d",
@@ -92,7 +99,8 @@ func BenchmarkConnectCachedPgx(b *testing.B) {
 				{"direct", func(*testing.B) driver.Connector { return noop }},
 				{"boundConnector", func(*testing.B) driver.Connector { return bound(noop, rotating.DefaultRotationWait) }},
 				{"rotating-driver", func(b *testing.B) driver.Connector { return newRotating(b, bare) }},
-				{"rotating-pgx", func(b *testing.B) driver.Connector { return newRotating(b, bound) }},
+				{"rotating-pgx", func(b *testing.B) driver.Connector { return newRotating(b, oneHost) }},
+				{"rotating-pgx-multihost", func(b *testing.B) driver.Connector { return newRotating(b, multiHost) }},
 			} {
 				b.Run(c.name, func(b *testing.B) {
 					conn := c.conn(b)

@@ -151,8 +151,13 @@ type boundConnector struct {
 }
 
 func (b boundConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.loginTimeout)
-	defer cancel()
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > b.loginTimeout {
+		// The caller's context ends later, or never: bound the login. (A
+		// caller whose context ends first needs no timer of ours.)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.loginTimeout)
+		defer cancel()
+	}
 	conn, err := b.inner.Connect(ctx)
 	if err != nil {
 		return nil, err
