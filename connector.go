@@ -210,10 +210,18 @@ func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
 
 // connectSlow is the path of every Connect that has no credential known to
 // work at hand: the first use, and the rotation. failed and dialErr are
-// the caller's own rejected login, if any. It does what decideLocked says
-// until a login succeeds, a login fails for another reason, or the rotation
-// wait or ctx ends. Every login it makes is bounded by both.
+// the caller's own rejected login, if any.
 func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr error) (driver.Conn, error) {
+	conn, _, err := c.slowPath(ctx, failed, dialErr, false)
+	return conn, err
+}
+
+// slowPath does what decideLocked says until a login succeeds, a login
+// fails for another reason, or the rotation wait or ctx ends. Every login it
+// makes is bounded by both. With handOut (Credential), a credential known
+// to work is returned instead of dialed, and a probe's connection is closed
+// once it has answered; otherwise the login's connection is returned.
+func (c *Connector) slowPath(ctx context.Context, failed *entry, dialErr error, handOut bool) (driver.Conn, *entry, error) {
 	start := time.Now()
 	waitCtx, cancel := context.WithTimeoutCause(ctx, c.cfg.rotationWait, errRotationWait)
 	defer cancel()
@@ -232,8 +240,11 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 		c.mu.Unlock()
 		switch a.kind {
 		case actFail:
-			return nil, a.err
+			return nil, nil, a.err
 		case actDial, actProbe:
+			if handOut && a.kind == actDial {
+				return nil, a.e, nil
+			}
 			conn, err := c.dial(waitCtx, a.e)
 			switch {
 			case err == nil:
@@ -241,19 +252,23 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 				if failed != nil {
 					c.stats.recoveries.Add(1)
 				}
-				return conn, nil
+				if handOut {
+					_ = conn.Close()
+					return nil, a.e, nil
+				}
+				return conn, a.e, nil
 			case hasSQLState(err, c.cfg.authCodes):
 				c.report(a.e, a.kind == actProbe, loginDenied, err)
 				failed, dialErr = a.e, err
 				if ended(waitCtx) {
-					return nil, c.giveUp(ctx, failed, dialErr, start, nil)
+					return nil, nil, c.giveUp(ctx, failed, dialErr, start, nil)
 				}
 			default:
 				c.report(a.e, a.kind == actProbe, inconclusive, err)
 				if ended(waitCtx) {
-					return nil, c.giveUp(ctx, failed, dialErr, start, err)
+					return nil, nil, c.giveUp(ctx, failed, dialErr, start, err)
 				}
-				return nil, err
+				return nil, nil, err
 			}
 		case actWait:
 			var due <-chan time.Time
@@ -270,7 +285,7 @@ func (c *Connector) connectSlow(ctx context.Context, failed *entry, dialErr erro
 			case <-a.changed:
 			case <-due:
 			case <-waitCtx.Done():
-				return nil, c.giveUp(ctx, failed, dialErr, start, nil)
+				return nil, nil, c.giveUp(ctx, failed, dialErr, start, nil)
 			}
 			if timer != nil {
 				timer.Stop()

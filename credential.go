@@ -83,76 +83,14 @@ func (c *Connector) loginFor(e *entry) Login {
 	return l
 }
 
-// credentialSlow is connectSlow for Credential: the same decisions
-// (decideLocked), waits and bounds, but a credential known to work is
-// returned instead of dialed, and a probe's connection is closed once it
-// has answered.
+// credentialSlow is Connect's slow path for Credential: the same
+// decisions, waits and bounds, but a credential known to work is returned
+// instead of dialed, and a probe's connection is closed once it has
+// answered.
 func (c *Connector) credentialSlow(ctx context.Context) (Login, error) {
-	start := time.Now()
-	waitCtx, cancel := context.WithTimeoutCause(ctx, c.cfg.rotationWait, errRotationWait)
-	defer cancel()
-	c.mu.Lock()
-	sawStep := c.askedAt
-	c.mu.Unlock()
-	var (
-		failed  *entry // the last credential this caller saw rejected
-		dialErr error
-		timer   *time.Timer
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		c.mu.Lock()
-		a := c.decideLocked(time.Now(), sawStep)
-		c.mu.Unlock()
-		switch a.kind {
-		case actFail:
-			return Login{}, a.err
-		case actDial:
-			return c.loginFor(a.e), nil
-		case actProbe:
-			conn, err := c.dial(waitCtx, a.e)
-			switch {
-			case err == nil:
-				_ = conn.Close()
-				c.report(a.e, true, loggedIn, nil)
-				return c.loginFor(a.e), nil
-			case hasSQLState(err, c.cfg.authCodes):
-				c.report(a.e, true, loginDenied, err)
-				failed, dialErr = a.e, err
-				if ended(waitCtx) {
-					return Login{}, c.giveUp(ctx, failed, dialErr, start, nil)
-				}
-			default:
-				c.report(a.e, true, inconclusive, err)
-				if ended(waitCtx) {
-					return Login{}, c.giveUp(ctx, failed, dialErr, start, err)
-				}
-				return Login{}, err
-			}
-		case actWait:
-			var due <-chan time.Time
-			if !a.until.IsZero() {
-				d := time.Until(a.until)
-				if timer == nil {
-					timer = time.NewTimer(d)
-				} else {
-					timer.Reset(d)
-				}
-				due = timer.C
-			}
-			select {
-			case <-a.changed:
-			case <-due:
-			case <-waitCtx.Done():
-				return Login{}, c.giveUp(ctx, failed, dialErr, start, nil)
-			}
-			if timer != nil {
-				timer.Stop()
-			}
-		}
+	_, e, err := c.slowPath(ctx, nil, nil, true)
+	if err != nil {
+		return Login{}, err
 	}
+	return c.loginFor(e), nil
 }
