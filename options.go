@@ -219,10 +219,10 @@ func WithDriver(d Driver) Option {
 // WithNewConnector replaces how connections are opened: fn is called once
 // per distinct credential with the merged lib/pq configuration (DSN plus
 // credential) and returns the driver.Connector that opens connections with
-// it. It is lib/pq's seam for unit tests (a go-sqlmock connection, say); other
-// drivers come with WithDriver (the two cannot be combined). The default uses pq.NewConnectorConfig and makes the
-// caller's context and the rotation wait bound the whole login, not only
-// the TCP dial.
+// it. It is lib/pq's seam for unit tests (a go-sqlmock connection, say);
+// other drivers come with WithDriver (the two cannot be combined). The
+// default uses pq.NewConnectorConfig and makes the caller's context and the
+// rotation wait bound the whole login, not only the TCP dial.
 func WithNewConnector(fn NewConnectorFunc) Option {
 	return func(c *config) {
 		if fn == nil {
