@@ -129,3 +129,18 @@ func TestCredentialPastItsRetirementIsNotDialed(t *testing.T) {
 		}
 	})
 }
+
+func TestDriverOptionsAreChecked(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	for name, opts := range map[string][]Option{
+		"nil driver":              {WithDriver(nil)},
+		"driver and NewConnector": {WithDriver(libpq{}), WithNewConnector(db.Connector)},
+	} {
+		if _, err := NewConnector(testDSN, newFakeSource("app", "p1"), opts...); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: NewConnector = %v, want ErrInvalidOption", name, err)
+		}
+	}
+	if _, err := NewConnector(testDSN, newFakeSource("app", "p1"), WithDriver(libpq{})); err != nil {
+		t.Errorf("WithDriver(lib/pq): %v", err)
+	}
+}
