@@ -2,14 +2,13 @@ package integration
 
 import (
 	"context"
-	"database/sql/driver"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -20,29 +19,33 @@ import (
 // may fail and no acknowledged row may be lost. It runs against a plain
 // server and against a TLS-only one reached with sslmode=verify-full, as
 // production is; there every row must have been inserted by an encrypted
-// session.
+// session. Both run through each driver.
 func TestRunbookRotation(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		server  func(testing.TB) *pgserver.Server
-		dsn     func(*pgserver.Server) string
-		workers int
-		tls     bool
-	}{
-		{"plain", pgtest.Shared, baseDSN, 8, false},
-		{"verify-full", pgtest.SharedTLS, tlsDSN, 16, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			testRunbookRotation(t, tc.server(t), tc.dsn, tc.workers, tc.tls)
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name    string
+				server  func(testing.TB) *pgserver.Server
+				dsn     func(*pgserver.Server) string
+				workers int
+				tls     bool
+			}{
+				{"plain", pgtest.Shared, baseDSN, 8, false},
+				{"verify-full", pgtest.SharedTLS, tlsDSN, 16, true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					testRunbookRotation(t, d, tc.server(t), tc.dsn, tc.workers, tc.tls)
+				})
+			}
 		})
 	}
 }
 
-func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
+func testRunbookRotation(t *testing.T, d drivers.Driver, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
 	role, pw := newRole(t, srv)
 	src := newCountingSource("runbook", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
-	c := newConnector(t, dsn(srv), src, rotating.WithLogger(logger))
+	c := newConnector(t, dsn(srv), src, d.With(rotating.WithLogger(logger))...)
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0) // every statement logs in anew (over TLS: with a handshake)
 
@@ -134,13 +137,20 @@ func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.
 // second (as AWS's multi-step rotation ends up, and any careful runbook),
 // while 64 goroutines log in for every statement. Every login that the
 // database rejects after an ALTER ROLE must be bridged by one shared call
-// to the store: one fetch per rotation, however many logins failed.
+// to the store: one fetch per rotation, however many logins failed. It runs
+// through each driver.
 func TestStoreFirstHerd(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testStoreFirstHerd(t, d) })
+	}
+}
+
+func testStoreFirstHerd(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 	src := newCountingSource("herd", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
-	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger))
+	c := newConnector(t, baseDSN(srv), src, d.With(rotating.WithLogger(logger))...)
 	db := openDB(t, c)
 	const goroutines, rotations = 64, 10
 	db.SetMaxIdleConns(0) // every statement dials
@@ -211,12 +221,19 @@ func TestStoreFirstHerd(t *testing.T) {
 
 // TestHeldConnSurvivesRotation holds a sql.Conn across a rotation: the
 // session opened with the old password keeps working, new logins use the
-// new one, and the connection is lib/pq's own, unwrapped.
+// new one, and the connection is the driver's own, unwrapped: lib/pq's, or
+// pgx's *stdlib.Conn with its *pgx.Conn. It runs through each driver.
 func TestHeldConnSurvivesRotation(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testHeldConnSurvivesRotation(t, d) })
+	}
+}
+
+func testHeldConnSurvivesRotation(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 	src := newCountingSource("held", secrets.Credential{Username: role, Password: pw})
-	c := newConnector(t, baseDSN(srv), src)
+	c := newConnector(t, baseDSN(srv), src, d.With()...)
 	db := openDB(t, c)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -236,24 +253,8 @@ func TestHeldConnSurvivesRotation(t *testing.T) {
 		t.Fatalf("insert on the held connection before the rotation: %v", err)
 	}
 
-	err = held.Raw(func(dc any) error {
-		typ := reflect.TypeOf(dc)
-		if typ.Kind() != reflect.Pointer || typ.Elem().PkgPath() != "github.com/lib/pq" {
-			t.Errorf("driver connection is a %v, want lib/pq's own connection", typ)
-		}
-		if _, ok := dc.(driver.SessionResetter); !ok {
-			t.Errorf("driver connection %T does not implement driver.SessionResetter", dc)
-		}
-		if _, ok := dc.(driver.Validator); !ok {
-			t.Errorf("driver connection %T does not implement driver.Validator", dc)
-		}
-		if _, ok := dc.(driver.NamedValueChecker); !ok {
-			t.Errorf("driver connection %T does not implement driver.NamedValueChecker", dc)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Raw: %v", err)
+	if err := held.Raw(d.CheckConn); err != nil {
+		t.Errorf("Raw: %v", err)
 	}
 
 	next := randomPassword(t)
