@@ -13,7 +13,9 @@
 //   - a secret deleted or made malformed while the application runs, and
 //     then the cached password changed in the database.
 //
-// Every test checks that no statement failed, that every acknowledged row is
+// The two rotations run once per driver of internal/testkit/drivers
+// (subtests lib/pq and pgx), with the same body and assertions. Every test
+// checks that no statement failed, that every acknowledged row is
 // in the table, how many GetSecretValue calls each rotation cost, and that
 // no password appears in an error or a log line. The package has no
 // non-test code.
