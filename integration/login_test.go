@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -37,8 +37,15 @@ func writePgpass(t *testing.T, path, line string) {
 
 // TestEnvironmentSabotage checks that the login uses the source's
 // credential and nothing else: not PGPASSWORD, PGUSER, PGPASSFILE or
-// ~/.pgpass, whether they are wrong or right.
+// ~/.pgpass, whether they are wrong or right. Both drivers read all four
+// when they parse a DSN; it runs through each.
 func TestEnvironmentSabotage(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testEnvironmentSabotage(t, d) })
+	}
+}
+
+func testEnvironmentSabotage(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 
@@ -55,20 +62,19 @@ func TestEnvironmentSabotage(t *testing.T) {
 		t.Setenv("PGPASSFILE", passfile)
 		t.Setenv("HOME", home)
 
-		// Control: lib/pq alone, given the same DSN, obeys the environment
-		// and is turned away, so the sabotage is real.
-		plain, err := sql.Open("postgres", baseDSN(srv))
+		// Control: the driver alone, given the same DSN, obeys the
+		// environment and is turned away, so the sabotage is real.
+		plain, err := sql.Open(d.SQLName, baseDSN(srv))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer plain.Close()
-		var pqErr *pq.Error
-		if err := plain.PingContext(ctx); !errors.As(err, &pqErr) || pqErr.Code != "28P01" {
-			t.Fatalf("control: lib/pq with the sabotaged environment: %v, want a 28P01 rejection", err)
+		if err := plain.PingContext(ctx); d.SQLState(err) != "28P01" {
+			t.Fatalf("control: %s with the sabotaged environment: %v, want a 28P01 %s", d.Name, err, d.ErrorType)
 		}
 
 		src := newCountingSource("env-wrong", secrets.Credential{Username: role, Password: pw})
-		c := newConnector(t, baseDSN(srv), src)
+		c := newConnector(t, baseDSN(srv), src, d.With()...)
 		db := openDB(t, c)
 		var user string
 		if err := db.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil {
@@ -89,7 +95,7 @@ func TestEnvironmentSabotage(t *testing.T) {
 		passfile := filepath.Join(dir, "passfile")
 		home := filepath.Join(dir, "home")
 		// This time the pgpass files hold the RIGHT password: a connector
-		// that let lib/pq fall back to them would log in.
+		// that let the driver fall back to them would log in.
 		writePgpass(t, passfile, "*:*:*:"+role+":"+pw)
 		writePgpass(t, filepath.Join(home, ".pgpass"), "*:*:*:"+role+":"+pw)
 		t.Setenv("PGPASSWORD", "")
@@ -100,19 +106,19 @@ func TestEnvironmentSabotage(t *testing.T) {
 		t.Setenv("PGPASSFILE", passfile)
 		t.Setenv("HOME", home)
 
-		// Control: lib/pq alone does log in with the pgpass file.
-		plain, err := sql.Open("postgres", baseDSN(srv))
+		// Control: the driver alone does log in with the pgpass file.
+		plain, err := sql.Open(d.SQLName, baseDSN(srv))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer plain.Close()
 		var user string
 		if err := plain.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil || user != role {
-			t.Fatalf("control: lib/pq with the pgpass file: user %q, %v; want %q", user, err, role)
+			t.Fatalf("control: %s with the pgpass file: user %q, %v; want %q", d.Name, user, err, role)
 		}
 
 		src := newCountingSource("env-empty", secrets.Credential{Username: role, Password: ""})
-		c := newConnector(t, baseDSN(srv), src)
+		c := newConnector(t, baseDSN(srv), src, d.With()...)
 		db := openDB(t, c)
 		err = db.PingContext(ctx)
 		if !errors.Is(err, secrets.ErrEmptyPassword) || !errors.Is(err, rotating.ErrFetchFailed) {
@@ -152,8 +158,15 @@ func maxFetches(elapsed, minB, maxB time.Duration) int {
 // TestWrongCredentialNeverFixed gives the connector a credential that the
 // database rejects and that no rotation ever fixes: every caller must get a
 // bounded, well-formed, secret-free error, and the store must be re-checked
-// at the backoff's pace, not once per caller and step.
+// at the backoff's pace, not once per caller and step. It runs through each
+// driver: the driver's own error must be in every caller's chain.
 func TestWrongCredentialNeverFixed(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testWrongCredentialNeverFixed(t, d) })
+	}
+}
+
+func testWrongCredentialNeverFixed(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, right := newRole(t, srv)
 	wrong := randomPassword(t)
@@ -161,7 +174,7 @@ func TestWrongCredentialNeverFixed(t *testing.T) {
 	logger, logs := newLogger()
 	const wait, minB, maxB, callers = time.Second, 50 * time.Millisecond, 400 * time.Millisecond, 16
 	c := newConnector(t, baseDSN(srv), src,
-		rotating.WithRotationWait(wait), rotating.WithBackoff(minB, maxB), rotating.WithLogger(logger))
+		d.With(rotating.WithRotationWait(wait), rotating.WithBackoff(minB, maxB), rotating.WithLogger(logger))...)
 	db := openDB(t, c)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -183,9 +196,8 @@ func TestWrongCredentialNeverFixed(t *testing.T) {
 		if !errors.Is(err, rotating.ErrCredentialRejected) {
 			t.Errorf("caller %d: %v does not match rotating.ErrCredentialRejected", i, err)
 		}
-		var pqErr *pq.Error
-		if !errors.As(err, &pqErr) || pqErr.Code != "28P01" {
-			t.Errorf("caller %d: %v: want a *pq.Error with code 28P01 in the chain", i, err)
+		if d.SQLState(err) != "28P01" {
+			t.Errorf("caller %d: %v: want a %s with code 28P01 in the chain", i, err, d.ErrorType)
 		}
 		if !strings.Contains(err.Error(), src.Describe()) {
 			t.Errorf("caller %d: %q does not name the source %q", i, err, src.Describe())
@@ -245,10 +257,17 @@ func punctuation1KiB() string {
 }
 
 // TestAwkwardPasswords logs in with passwords that break DSNs built by
-// string concatenation, through a key=value DSN and a postgres:// URL.
+// string concatenation, through a key=value DSN and a postgres:// URL, with
+// each driver.
 func TestAwkwardPasswords(t *testing.T) {
 	srv := pgtest.Shared(t)
 	role, _ := newRole(t, srv)
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testAwkwardPasswords(t, d, srv, role) })
+	}
+}
+
+func testAwkwardPasswords(t *testing.T, drv drivers.Driver, srv *pgserver.Server, role string) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
@@ -267,7 +286,7 @@ func TestAwkwardPasswords(t *testing.T) {
 		for _, d := range dsns {
 			t.Run(p.name+"/"+d.name, func(t *testing.T) {
 				src := newCountingSource(p.name, secrets.Credential{Username: role, Password: p.pw})
-				c := newConnector(t, d.dsn, src)
+				c := newConnector(t, d.dsn, src, drv.With()...)
 				db := openDB(t, c)
 				var user string
 				if err := db.QueryRowContext(ctx, "SELECT current_user").Scan(&user); err != nil {
@@ -286,12 +305,19 @@ func TestAwkwardPasswords(t *testing.T) {
 
 // TestLoginHonoursContextDeadline points the connector at a server that
 // accepts the TCP connection and never answers the startup message. With
-// no connect_timeout, only the caller's context can end the login.
+// no connect_timeout, only the caller's context can end the login. It runs
+// through each driver.
 func TestLoginHonoursContextDeadline(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testLoginHonoursContextDeadline(t, d) })
+	}
+}
+
+func testLoginHonoursContextDeadline(t *testing.T, d drivers.Driver) {
 	stalled := testkit.StartStalledServer(t)
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port())
 	src := newCountingSource("stalled", secrets.Credential{Username: "nobody", Password: randomPassword(t)})
-	c := newConnector(t, dsn, src)
+	c := newConnector(t, dsn, src, d.With()...)
 	db := openDB(t, c)
 
 	// Ping runs in a goroutine so that a login that ignores the deadline

@@ -149,6 +149,33 @@ func newLogger() (*slog.Logger, *logBuffer) {
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 
+// logOnFailure logs the connector's log lines at Info level and above if t
+// failed (the last 60), with every password passwords returns removed: the
+// tests fail if a log holds one, but the failure report must not spread it.
+func logOnFailure(t testing.TB, logs *logBuffer, passwords func() []string) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		var lines []string
+		for line := range strings.Lines(logs.String()) {
+			if !strings.Contains(line, `"level":"DEBUG"`) {
+				lines = append(lines, line)
+			}
+		}
+		if len(lines) > 60 {
+			lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
+		}
+		text := strings.Join(lines, "")
+		for _, pw := range passwords() {
+			if pw != "" {
+				text = strings.ReplaceAll(text, pw, "[PASSWORD REMOVED BY THE TEST]")
+			}
+		}
+		t.Logf("the connector's log (Info and above):\n%s", text)
+	})
+}
+
 // assertNoSecret fails t if text contains any of the secrets.
 func assertNoSecret(t testing.TB, what, text string, secrets ...string) {
 	t.Helper()

@@ -2,14 +2,13 @@ package integration
 
 import (
 	"context"
-	"database/sql/driver"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -20,29 +19,35 @@ import (
 // may fail and no acknowledged row may be lost. It runs against a plain
 // server and against a TLS-only one reached with sslmode=verify-full, as
 // production is; there every row must have been inserted by an encrypted
-// session.
+// session. Both run through each driver.
 func TestRunbookRotation(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		server  func(testing.TB) *pgserver.Server
-		dsn     func(*pgserver.Server) string
-		workers int
-		tls     bool
-	}{
-		{"plain", pgtest.Shared, baseDSN, 8, false},
-		{"verify-full", pgtest.SharedTLS, tlsDSN, 16, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			testRunbookRotation(t, tc.server(t), tc.dsn, tc.workers, tc.tls)
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name    string
+				server  func(testing.TB) *pgserver.Server
+				dsn     func(*pgserver.Server) string
+				workers int
+				tls     bool
+			}{
+				{"plain", pgtest.Shared, baseDSN, 8, false},
+				{"verify-full", pgtest.SharedTLS, tlsDSN, 16, true},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					testRunbookRotation(t, d, tc.server(t), tc.dsn, tc.workers, tc.tls)
+				})
+			}
 		})
 	}
 }
 
-func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
+func testRunbookRotation(t *testing.T, d drivers.Driver, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
 	role, pw := newRole(t, srv)
 	src := newCountingSource("runbook", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
-	c := newConnector(t, dsn(srv), src, rotating.WithLogger(logger))
+	c := newConnector(t, dsn(srv), src, d.With(rotating.WithLogger(logger))...)
+	passwords := []string{pw}
+	logOnFailure(t, logs, func() []string { return passwords })
 	db := openDB(t, c)
 	db.SetMaxIdleConns(0) // every statement logs in anew (over TLS: with a handshake)
 
@@ -56,7 +61,6 @@ func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.
 	}
 
 	const rotations, gap = 3, 300 * time.Millisecond
-	passwords := []string{pw}
 	begin := time.Now()
 	load := startInserts(ctx, db, table, workers, 100_000)
 	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
@@ -134,13 +138,22 @@ func testRunbookRotation(t *testing.T, srv *pgserver.Server, dsn func(*pgserver.
 // second (as AWS's multi-step rotation ends up, and any careful runbook),
 // while 64 goroutines log in for every statement. Every login that the
 // database rejects after an ALTER ROLE must be bridged by one shared call
-// to the store: one fetch per rotation, however many logins failed.
+// to the store: one fetch per rotation, however many logins failed. It runs
+// through each driver.
 func TestStoreFirstHerd(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testStoreFirstHerd(t, d) })
+	}
+}
+
+func testStoreFirstHerd(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 	src := newCountingSource("herd", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
-	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger))
+	c := newConnector(t, baseDSN(srv), src, d.With(rotating.WithLogger(logger))...)
+	passwords := []string{pw}
+	logOnFailure(t, logs, func() []string { return passwords })
 	db := openDB(t, c)
 	const goroutines, rotations = 64, 10
 	db.SetMaxIdleConns(0) // every statement dials
@@ -153,7 +166,6 @@ func TestStoreFirstHerd(t *testing.T) {
 		t.Fatalf("fetches after the first login = %d, want 1", n)
 	}
 
-	passwords := []string{pw}
 	perRotation := make([]int64, 0, rotations)
 	load := startInserts(ctx, db, table, goroutines, 100_000)
 	sleepCtx(ctx, 200*time.Millisecond)
@@ -164,8 +176,10 @@ func TestStoreFirstHerd(t *testing.T) {
 		src.setPassword(next)                // the store first...
 		sleepCtx(ctx, 50*time.Millisecond)   // (logins go on with the cached credential, still valid)
 		setPassword(ctx, t, srv, role, next) // ...then the database
+		// Wait for a move, not for generation r+1: a connector whose new
+		// logins moved twice must fail the check below, not time out here.
 		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
-			return c.Stats().CredentialGeneration == uint64(r+1)
+			return c.Stats().CredentialGeneration > before.CredentialGeneration
 		})
 		// Let logins run on the new credential for a while, long enough for
 		// any late, redundant refresh (paced at 100 ms) to show up.
@@ -181,6 +195,10 @@ func TestStoreFirstHerd(t *testing.T) {
 			after.AuthFailures-before.AuthFailures, after.Recoveries-before.Recoveries)
 		if after.AuthFailures == before.AuthFailures {
 			t.Errorf("rotation %d: no login was rejected, so the rotation was not exercised", r)
+		}
+		if moves := after.CredentialGeneration - before.CredentialGeneration; moves != 1 {
+			t.Errorf("rotation %d: Stats().CredentialGeneration went from %d to %d: new logins moved %d times, want once",
+				r, before.CredentialGeneration, after.CredentialGeneration, moves)
 		}
 	}
 	load.finish()
@@ -211,12 +229,19 @@ func TestStoreFirstHerd(t *testing.T) {
 
 // TestHeldConnSurvivesRotation holds a sql.Conn across a rotation: the
 // session opened with the old password keeps working, new logins use the
-// new one, and the connection is lib/pq's own, unwrapped.
+// new one, and the connection is the driver's own, unwrapped: lib/pq's, or
+// pgx's *stdlib.Conn with its *pgx.Conn. It runs through each driver.
 func TestHeldConnSurvivesRotation(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testHeldConnSurvivesRotation(t, d) })
+	}
+}
+
+func testHeldConnSurvivesRotation(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 	src := newCountingSource("held", secrets.Credential{Username: role, Password: pw})
-	c := newConnector(t, baseDSN(srv), src)
+	c := newConnector(t, baseDSN(srv), src, d.With()...)
 	db := openDB(t, c)
 
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -236,24 +261,8 @@ func TestHeldConnSurvivesRotation(t *testing.T) {
 		t.Fatalf("insert on the held connection before the rotation: %v", err)
 	}
 
-	err = held.Raw(func(dc any) error {
-		typ := reflect.TypeOf(dc)
-		if typ.Kind() != reflect.Pointer || typ.Elem().PkgPath() != "github.com/lib/pq" {
-			t.Errorf("driver connection is a %v, want lib/pq's own connection", typ)
-		}
-		if _, ok := dc.(driver.SessionResetter); !ok {
-			t.Errorf("driver connection %T does not implement driver.SessionResetter", dc)
-		}
-		if _, ok := dc.(driver.Validator); !ok {
-			t.Errorf("driver connection %T does not implement driver.Validator", dc)
-		}
-		if _, ok := dc.(driver.NamedValueChecker); !ok {
-			t.Errorf("driver connection %T does not implement driver.NamedValueChecker", dc)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Raw: %v", err)
+	if err := held.Raw(d.CheckConn); err != nil {
+		t.Errorf("Raw: %v", err)
 	}
 
 	next := randomPassword(t)

@@ -21,6 +21,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -57,8 +58,15 @@ const (
 // its end: no statement fails, no acknowledged row is lost, each lease's
 // role served inserts, no session of a lease is open at its end (so the
 // revoker's pg_terminate_backend has nothing to kill) and none appears
-// after it.
+// after it. It runs through each driver: retiring a session is closing the
+// driver's connection, which each driver does its own way.
 func TestVaultLeaseEndsUnderLoad(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testVaultLeaseEndsUnderLoad(t, d) })
+	}
+}
+
+func testVaultLeaseEndsUnderLoad(t *testing.T, d drivers.Driver) {
 	const workers, wantEnds = 32, 3
 	srv := pgtest.Shared(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
@@ -90,8 +98,8 @@ func TestVaultLeaseEndsUnderLoad(t *testing.T) {
 	})
 
 	logger, logs := newLogger()
-	c := newConnector(t, baseDSN(srv), src, rotating.WithLogger(logger),
-		rotating.WithSessionMargin(sessionMargin), rotating.WithRefreshBeforeExpiry(refreshBefore))
+	c := newConnector(t, baseDSN(srv), src, d.With(rotating.WithLogger(logger),
+		rotating.WithSessionMargin(sessionMargin), rotating.WithRefreshBeforeExpiry(refreshBefore))...)
 	db := openDB(t, c)
 	// An ordinary pool, except that it keeps its connections: with the
 	// default of 2 idle ones, database/sql itself would close all but two
@@ -143,9 +151,8 @@ func TestVaultLeaseEndsUnderLoad(t *testing.T) {
 		t.Error(p)
 	}
 	for _, err := range res.FirstErrors {
-		var pqErr *pq.Error
-		if errors.As(err, &pqErr) {
-			t.Errorf("failed statement: SQLSTATE %s: %v", pqErr.Code, err)
+		if code := d.SQLState(err); code != "" {
+			t.Errorf("failed statement: SQLSTATE %s: %v", code, err)
 		} else {
 			t.Errorf("failed statement: %v", err)
 		}

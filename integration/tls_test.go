@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lib/pq"
-
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -57,10 +56,16 @@ func createTLSLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
 // its certificate holds, with a CA that did not sign it, and without TLS. A
 // certificate that does not verify is a configuration error, not a rotated
 // password: Connect must fail at once with the TLS error, without calling
-// the store again.
+// the store again. It runs through each driver.
 func TestTLSLogin(t *testing.T) {
 	srv := pgtest.SharedTLS(t)
 	role, pw := newRole(t, srv)
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testTLSLogin(t, d, srv, role, pw) })
+	}
+}
+
+func testTLSLogin(t *testing.T, d drivers.Driver, srv *pgserver.Server, role, pw string) {
 
 	otherCA, err := pgserver.NewCA("a CA that did not sign the server's certificate")
 	if err != nil {
@@ -102,9 +107,8 @@ func TestTLSLogin(t *testing.T) {
 			if !errors.As(err, &verr) || !errors.As(err, &unknown) {
 				return "want a *tls.CertificateVerificationError for an unknown authority"
 			}
-			var pqErr *pq.Error
-			if errors.As(err, &pqErr) {
-				return "holds a server error (" + pqErr.SQLState() + "): the login got past the TLS handshake"
+			if code := d.SQLState(err); code != "" {
+				return "holds a server error (" + code + "): the login got past the TLS handshake"
 			}
 			return ""
 		}},
@@ -114,9 +118,8 @@ func TestTLSLogin(t *testing.T) {
 		// the connector's policy for pg_hba rejects, not checked here; a
 		// short wait keeps the case fast.
 		{name: "sslmode=disable", dsn: swap(srv.SSLParams(), "sslmode=disable"), rotationWait: time.Second, wantErr: func(err error) string {
-			var pqErr *pq.Error
-			if !errors.As(err, &pqErr) || pqErr.SQLState() != "28000" || !strings.Contains(pqErr.Message, "no encryption") {
-				return "want the server's 28000 pg_hba.conf rejection of an unencrypted login"
+			if d.SQLState(err) != "28000" || !strings.Contains(err.Error(), "no encryption") {
+				return "want the server's 28000 pg_hba.conf rejection of an unencrypted login, as a " + d.ErrorType
 			}
 			return ""
 		}},
@@ -127,7 +130,7 @@ func TestTLSLogin(t *testing.T) {
 			defer cancel()
 			src := newCountingSource(tc.name, secrets.Credential{Username: role, Password: pw})
 			rotationWait := cmp.Or(tc.rotationWait, rotating.DefaultRotationWait)
-			c := newConnector(t, tc.dsn, src, rotating.WithRotationWait(rotationWait))
+			c := newConnector(t, tc.dsn, src, d.With(rotating.WithRotationWait(rotationWait))...)
 			db := openDB(t, c)
 
 			start := time.Now()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -21,8 +22,15 @@ import (
 // the new AWSCURRENT right away: after rotation k (k >= 2) it logs in with
 // the version that was AWSCURRENT when rotation k killed the one it had,
 // which is now AWSPREVIOUS. The window after setSecret is held open for
-// 300 ms so that the old credential dies well before finishSecret.
+// 300 ms so that the old credential dies well before finishSecret. It runs
+// through each driver.
 func TestAlternatingUsersRotation(t *testing.T) {
+	for _, d := range drivers.All {
+		t.Run(d.Name, func(t *testing.T) { testAlternatingUsersRotation(t, d) })
+	}
+}
+
+func testAlternatingUsersRotation(t *testing.T, d drivers.Driver) {
 	const (
 		workers   = 64
 		rotations = 10
@@ -37,7 +45,7 @@ func TestAlternatingUsersRotation(t *testing.T) {
 	e.logOnFailure(t, id)
 	_, v1 := e.sm.CreateSecret(id, e.secretJSON(t, role, pw, map[string]any{"masterarn": masterARN}))
 
-	c, db := e.newApp(t, id)
+	c, db := e.newApp(t, id, d.With()...)
 	db.SetMaxIdleConns(0) // every statement logs in anew
 
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)

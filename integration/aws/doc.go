@@ -16,8 +16,10 @@
 //     rejected once and working again), met by workers whose statements
 //     (SELECT 1, each on a new login) have a deadline: issue 8's defect 1.
 //
-// Every test checks that no statement failed, that every acknowledged row is
-// in the table (for the inserting ones), how many GetSecretValue calls each
+// The two rotations run once per driver of internal/testkit/drivers
+// (subtests lib/pq and pgx), with the same body and assertions. Every test
+// checks that no statement failed, that every acknowledged row is in the
+// table (for the inserting ones), how many GetSecretValue calls each
 // rotation cost, and that no password appears in an error or a log line.
 // The package has no non-test code.
 package awsintegration
