@@ -245,10 +245,14 @@ func (c *Connector) slowPath(ctx context.Context, failed *entry, dialErr error, 
 			if handOut && a.kind == actDial {
 				return nil, a.e, nil
 			}
+			c.mu.Lock()
+			started := c.clock
+			c.mu.Unlock()
 			conn, err := c.dial(waitCtx, a.e)
+			report := func(o outcome, err error) { c.reportSince(a.e, a.kind == actProbe, o, err, started) }
 			switch {
 			case err == nil:
-				c.report(a.e, a.kind == actProbe, loggedIn, nil)
+				report(loggedIn, nil)
 				if failed != nil {
 					c.stats.recoveries.Add(1)
 				}
@@ -258,13 +262,13 @@ func (c *Connector) slowPath(ctx context.Context, failed *entry, dialErr error, 
 				}
 				return conn, a.e, nil
 			case hasSQLState(err, c.cfg.authCodes):
-				c.report(a.e, a.kind == actProbe, loginDenied, err)
+				report(loginDenied, err)
 				failed, dialErr = a.e, err
 				if ended(waitCtx) {
 					return nil, nil, c.giveUp(ctx, failed, dialErr, start, nil)
 				}
 			default:
-				c.report(a.e, a.kind == actProbe, inconclusive, err)
+				report(inconclusive, err)
 				if ended(waitCtx) {
 					return nil, nil, c.giveUp(ctx, failed, dialErr, start, err)
 				}
@@ -307,13 +311,19 @@ func ended(ctx context.Context) bool {
 // errRotationWait is the cause of a wait ended by WithRotationWait's bound.
 var errRotationWait = errors.New("rotating: rotation wait ended")
 
-// report records a login's result in the model.
+// report records the result of a login of the fast path in the model.
 func (c *Connector) report(e *entry, probe bool, o outcome, err error) {
+	c.reportSince(e, probe, o, err, ^uint64(0))
+}
+
+// reportSince records a login's result in the model; started is the clock
+// when the login began.
+func (c *Connector) reportSince(e *entry, probe bool, o outcome, err error, started uint64) {
 	if o == loginDenied {
 		c.stats.authFailures.Add(1)
 	}
 	c.mu.Lock()
-	c.loginResultLocked(e, probe, o, err)
+	c.loginResultLocked(e, probe, o, err, started)
 	c.mu.Unlock()
 }
 

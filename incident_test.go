@@ -371,3 +371,54 @@ func connectAllCtx(ctx context.Context, c *Connector, n int) (failed int64, firs
 	wg.Wait()
 	return nfail.Load(), first
 }
+
+// A login whose password the server checked before an ALTER ROLE can
+// report success after another login with the same credential was
+// rejected: that success is no news about the database now, and must not
+// mark the credential working again.
+func TestASuccessThatStartedBeforeTheRejectionIsNotNews(t *testing.T) {
+	db := newFakeDB("app", "p1")
+	src := newFakeSource("app", "p1")
+	held, release := make(chan struct{}), make(chan struct{})
+	var hold atomic.Bool
+	connect := func(cfg pq.Config) (driver.Connector, error) {
+		inner, _ := db.Connector(cfg)
+		return ConnectorFunc(func(ctx context.Context) (driver.Conn, error) {
+			if cfg.Password == "p1" && hold.CompareAndSwap(true, false) {
+				close(held) // the server has checked the password
+				<-release
+				return &testkit.FakeConn{User: cfg.User}, nil
+			}
+			return inner.Connect(ctx)
+		}), nil
+	}
+	c, logs := newTestConnector(t, db, src, WithNewConnector(connect))
+	mustConnect(t, c)
+
+	hold.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		conn, err := c.connectSlow(context.Background(), nil, nil) // a login of the slow path, with p1 known to work
+		if err == nil {
+			conn.Close()
+		}
+		done <- err
+	}()
+	<-held
+	db.SetPassword("app", "p2") // ALTER ROLE; the store still has p1
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Connect(ctx); !errors.Is(err, ErrCredentialRejected) {
+		t.Fatalf("Connect after the ALTER ROLE = %v, want the rejection", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the held login: %v", err)
+	}
+	c.mu.Lock()
+	st := c.current.status
+	c.mu.Unlock()
+	if st != rejected || strings.Contains(logs.String(), "works again") {
+		t.Fatalf("after a late success of a login begun before the rejection, p1 is %v; want it still rejected", st)
+	}
+}

@@ -265,14 +265,21 @@ const (
 )
 
 // loginResultLocked records a login's result. probe says the login was
-// the probe decideLocked handed out. A result for an entry no longer in a
-// slot changes nothing: it is about a credential the connector has moved
-// past (a late failure never evicts a newer credential).
-func (c *Connector) loginResultLocked(e *entry, probe bool, o outcome, err error) {
+// the probe decideLocked handed out; started is the clock when the login
+// began. A result for an entry no longer in a slot changes nothing: it is
+// about a credential the connector has moved past (a late failure never
+// evicts a newer credential).
+func (c *Connector) loginResultLocked(e *entry, probe bool, o outcome, err error, started uint64) {
 	changed := false
 	if probe && c.probing == e {
 		c.probing = nil
 		changed = true
+	}
+	if o == loggedIn && e.status != works && e.at > started {
+		// The login started before e was rejected (or forgotten): the
+		// server checked its password before the database changed, so its
+		// success is not news about the database now.
+		o = inconclusive
 	}
 	if c.inSlotLocked(e) {
 		switch {
@@ -458,11 +465,21 @@ func (c *Connector) publishLocked() {
 }
 
 // targetLocked returns the credential new logins go to: the first
-// candidate known to work now or not tried yet (nil while only rejected or
-// stale ones are left).
+// candidate known to work now, or not tried yet once the store has been
+// asked since the last rejection (nil while only rejected or stale ones are
+// left, or the store must be asked first).
 func (c *Connector) targetLocked(now time.Time) *entry {
 	for _, e := range c.slotsLocked() {
-		if e != nil && e.usableAt(now) && (e.status == untried || c.freshLocked(e)) {
+		if e == nil || !e.usableAt(now) {
+			continue
+		}
+		if c.freshLocked(e) {
+			return e
+		}
+		if e.status == untried {
+			if c.owedLocked() {
+				return nil
+			}
 			return e
 		}
 	}
