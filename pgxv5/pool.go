@@ -96,8 +96,10 @@ func ConfigurePool(cfg *pgxpool.Config, src secrets.Source, opts ...rotating.Opt
 	}
 
 	appPrepare := cfg.PrepareConn
+	//lint:ignore SA1019 an application's BeforeAcquire (deprecated, but still honoured by pgxpool) must keep running once PrepareConn is set
 	if appPrepare == nil && cfg.BeforeAcquire != nil {
 		// pgxpool ignores BeforeAcquire once PrepareConn is set.
+		//lint:ignore SA1019 see above
 		before := cfg.BeforeAcquire
 		appPrepare = func(ctx context.Context, conn *pgx.Conn) (bool, error) { return before(ctx, conn), nil }
 	}

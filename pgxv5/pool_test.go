@@ -228,6 +228,7 @@ func TestPoolConnectionsKeepTheApplicationsTracer(t *testing.T) {
 			beforeConnect.Add(1)
 			return nil
 		}
+		//lint:ignore SA1019 the deprecated hook applications still set must keep running
 		cfg.BeforeAcquire = func(context.Context, *pgx.Conn) bool { beforeAcquire.Add(1); return true }
 	})
 	conn, err := pool.Acquire(t.Context())

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
@@ -35,7 +36,7 @@ func connectionError(d testDriver, err error) (kind string, ok bool) {
 		// cannot_connect_now (shutting down, starting up), class 08. The
 		// name is from lib/pq's table of SQLSTATEs, whichever driver.
 		code := d.sqlState(err)
-		return d.errorType + " " + code + " " + pq.ErrorCode(code).Name(), code[:2] == "57" || code[:2] == "08"
+		return d.errorType + " " + code + " " + pqerror.Code(code).Name(), code[:2] == "57" || code[:2] == "08"
 	case errors.Is(err, driver.ErrBadConn):
 		return "driver.ErrBadConn", true
 	case errors.Is(err, syscall.ECONNREFUSED):
