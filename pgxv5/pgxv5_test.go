@@ -57,7 +57,7 @@ func TestLoginThroughPgx(t *testing.T) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
 	for name, dsn := range map[string]string{
-		"key=value": fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", srv.Host, srv.Port),
+		"key=value": endpointDSN(srv),
 		"URL":       fmt.Sprintf("postgres://%s:%d/postgres?sslmode=disable", srv.Host, srv.Port),
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -88,13 +88,8 @@ func TestLoginThroughPgx(t *testing.T) {
 func TestPgxEnvironmentNeverSuppliesTheLogin(t *testing.T) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
-	passfile := filepath.Join(t.TempDir(), "pgpass")
-	if err := os.WriteFile(passfile, []byte("*:*:*:*:"+pw+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PGPASSWORD", pw)
-	t.Setenv("PGPASSFILE", passfile)
-	dsn := fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", srv.Host, srv.Port)
+	sabotageEnvironment(t, pw)
+	dsn := endpointDSN(srv)
 	c, db := openDB(t, dsn, secrets.Static(secrets.Credential{Username: role, Password: "wrong-" + pw}),
 		rotating.WithRotationWait(300*time.Millisecond))
 	err := db.PingContext(t.Context())
@@ -154,7 +149,7 @@ func TestPgxLoginToAStalledServerIsBoundedByTheRotationWait(t *testing.T) {
 func TestPgxSessionsRetireAndRawStillReachesPgx(t *testing.T) {
 	srv := pgtest.Shared(t)
 	role, pw := newRole(t, srv)
-	dsn := fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", srv.Host, srv.Port)
+	dsn := endpointDSN(srv)
 	end := time.Now().Add(time.Hour)
 	_, db := openDB(t, dsn, secrets.Static(secrets.Credential{Username: role, Password: pw, SessionsEnd: end}))
 	conn, err := db.Conn(t.Context())
@@ -174,4 +169,16 @@ func TestPgxSessionsRetireAndRawStillReachesPgx(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sabotageEnvironment puts a password that works into PGPASSWORD and a
+// passfile, both of which pgx.ParseConfig reads: neither may supply a login.
+func sabotageEnvironment(t *testing.T, pw string) {
+	t.Helper()
+	passfile := filepath.Join(t.TempDir(), "pgpass")
+	if err := os.WriteFile(passfile, []byte("*:*:*:*:"+pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSWORD", pw)
+	t.Setenv("PGPASSFILE", passfile)
 }

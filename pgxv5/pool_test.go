@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,12 +79,7 @@ func TestPoolLogsInWithTheStoresCredential(t *testing.T) {
 	role, pw := newRole(t, srv)
 	// pgxpool.ParseConfig reads PGPASSWORD and the passfile: neither may
 	// supply the login, even when they hold a password that works.
-	passfile := filepath.Join(t.TempDir(), "pgpass")
-	if err := os.WriteFile(passfile, []byte("*:*:*:*:"+pw+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PGPASSWORD", pw)
-	t.Setenv("PGPASSFILE", passfile)
+	sabotageEnvironment(t, pw)
 	t.Setenv("PGUSER", role)
 
 	src := &store{cred: secrets.Credential{Username: role, Password: pw}}
