@@ -212,3 +212,36 @@ func fail(t testing.TB, err error, hint string) {
 	}
 	t.Fatalf("pgtest: no PostgreSQL server: %v", err)
 }
+
+// RandomPassword returns a fresh, distinctive password ("pw-" and 32 hex
+// digits), so that finding it in an error or a log line cannot be a
+// coincidence.
+func RandomPassword(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "pw-" + hex.EncodeToString(b)
+}
+
+// NewRole creates a login role of the test's own with a random password on
+// srv, dropped (with what it owns) when the test ends. Call it before
+// opening pools, so that the role is dropped after they are closed.
+func NewRole(t testing.TB, srv *pgserver.Server) (role, password string) {
+	t.Helper()
+	role, password = UniqueName(t, "r"), RandomPassword(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.CreateRole(ctx, role, password); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.DropRole(ctx, role); err != nil {
+			t.Errorf("drop role: %v", err)
+		}
+	})
+	return role, password
+}
