@@ -15,5 +15,5 @@
 // in this directory regenerates it.
 package recipes
 
-//go:generate go run -mod=mod entgo.io/ent/cmd/ent generate ./ent/schema
+//go:generate go run entgo.io/ent/cmd/ent@v0.14.5 generate ./ent/schema
 //go:generate go run github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1 generate -f sqlc/sqlc.yaml
