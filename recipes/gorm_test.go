@@ -106,7 +106,7 @@ func TestGorm(t *testing.T) {
 			t.Errorf("gorm counts %d orders, the table holds %d", n, found)
 		}
 
-		if r.driver.Name == "lib/pq" {
+		if !r.isPGX() {
 			bad, err := gorm.Open(postgres.New(postgres.Config{Conn: db}), quiet)
 			if err != nil {
 				t.Fatalf("gorm.Open without DriverName: %v", err)

@@ -82,7 +82,7 @@ func TestMigrate(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		withInstance := func(db *sql.DB) (database.Driver, error) {
-			if r.driver.Name == "pgx" {
+			if r.isPGX() {
 				return migratepgx.WithInstance(db, &migratepgx.Config{})
 			}
 			return postgres.WithInstance(db, &postgres.Config{})

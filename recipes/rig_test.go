@@ -121,10 +121,13 @@ func newRig(t *testing.T, d drivers.Driver) *rig {
 	return r
 }
 
+// isPGX reports whether the rig's driver is pgx rather than lib/pq.
+func (r *rig) isPGX() bool { return r.driver.Name == drivers.PGX.Name }
+
 // pick returns libpq or pgx, whichever names the rig's driver: the value a
 // tool must be told (gorm's DriverName, sqlx's driver name).
 func (r *rig) pick(libpq, pgx string) string {
-	if r.driver.Name == drivers.PGX.Name {
+	if r.isPGX() {
 		return pgx
 	}
 	return libpq
