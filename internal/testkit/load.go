@@ -31,8 +31,21 @@ type InsertLoad struct {
 // maxPerWorker attempts, pausing for pause between two statements. Each
 // statement has 30 s.
 func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int, pause time.Duration) *InsertLoad {
-	l := &InsertLoad{table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
 	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
+	return StartInsertFunc(ctx, table, workers, maxPerWorker, pause, func(ctx context.Context, worker, seq int) (int64, error) {
+		var id int64
+		err := db.QueryRowContext(ctx, query, worker, seq).Scan(&id)
+		return id, err
+	})
+}
+
+// StartInsertFunc is StartInserts with the insert made by insert, for a
+// load that goes through a tool of its own (an ORM, generated code): insert
+// adds one row to table (which has an id column) for worker's seq-th
+// attempt and returns its id. Each call has 30 s.
+func StartInsertFunc(ctx context.Context, table string, workers, maxPerWorker int, pause time.Duration,
+	insert func(ctx context.Context, worker, seq int) (id int64, err error)) *InsertLoad {
+	l := &InsertLoad{table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
 	for w := range workers {
 		l.wg.Go(func() {
 			for seq := range maxPerWorker {
@@ -44,9 +57,8 @@ func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPer
 				default:
 				}
 				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				var id int64
 				begin := time.Now()
-				err := db.QueryRowContext(sctx, query, w, seq).Scan(&id)
+				id, err := insert(sctx, w, seq)
 				l.noteDuration(time.Since(begin))
 				cancel()
 				l.mu.Lock()

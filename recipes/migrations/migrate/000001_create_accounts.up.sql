@@ -1,0 +1,1 @@
+CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
