@@ -320,7 +320,7 @@ func (f *fakeVault) answer(r *http.Request) (int, string) {
 		return 200, asJSON(map[string]any{"request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
 			"data": map[string]any{
 				"last_vault_rotation": s.lastRotation.UTC().Format(time.RFC3339Nano), "password": s.password,
-				"rotation_period": int(s.period / time.Second), "ttl": int(next.Sub(now) / time.Second), "username": s.username,
+				"rotation_period": int(s.period / time.Second), "ttl": max(0, int(next.Sub(now)/time.Second)), "username": s.username,
 			}, "wrap_info": nil, "warnings": nil, "auth": nil})
 	case method == "GET" && strings.HasPrefix(path, "database/creds/"):
 		role := strings.TrimPrefix(path, "database/creds/")
