@@ -78,7 +78,7 @@ func (l Login) Report(err error) {
 func (c *Connector) loginFor(e *entry) Login {
 	l := Login{Credential: c.endpoint.applies(e.cred, c.cfg.endpointFromSecret), c: c, e: e}
 	if e.sessions != nil {
-		l.RetireAt = e.sessions.retireAt
+		l.RetireAt = e.sessions.retireTime()
 	}
 	return l
 }

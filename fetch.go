@@ -99,7 +99,7 @@ func (c *Connector) adoptLocked(e *entry) {
 	now := time.Now()
 	kept := c.sessions[:0]
 	for _, s := range c.sessions {
-		if now.Before(s.retireAt) {
+		if now.Before(s.retireTime()) {
 			kept = append(kept, s)
 		}
 	}

@@ -64,7 +64,7 @@ type entry struct {
 // once). Expires is the store's word and does not stop a login: the
 // database's answer decides.
 func (e *entry) usableAt(now time.Time) bool {
-	return e.sessions == nil || now.Before(e.sessions.retireAt)
+	return e.sessions == nil || now.Before(e.sessions.retireTime())
 }
 
 // slotsLocked returns the candidates in order of preference: the store's
@@ -378,6 +378,10 @@ func (c *Connector) applyFetchLocked(cred secrets.Credential, fresh *entry, now 
 		return false // building the entry failed; fetchErr says why
 	}
 	cur.checked, cur.expires = now, cred.Expires
+	if cur.sessions != nil && !cred.SessionsEnd.IsZero() {
+		// A renewed lease: its connections live on until the new end.
+		cur.sessions.moveTo(c.retireAt(now, cred.SessionsEnd))
+	}
 	if cur.status != rejected {
 		if !c.incident {
 			c.backoff = c.cfg.minBackoff

@@ -72,8 +72,8 @@ func (c *Connector) nextRefreshLocked(now time.Time) (time.Time, bool) {
 		at = e.checked.Add(jitter(c.cfg.refreshInterval, 0.1))
 	}
 	end := e.expires
-	if e.sessions != nil && (end.IsZero() || e.sessions.retireAt.Before(end)) {
-		end = e.sessions.retireAt
+	if e.sessions != nil && (end.IsZero() || e.sessions.retireTime().Before(end)) {
+		end = e.sessions.retireTime()
 	}
 	if !end.IsZero() {
 		life := end.Sub(e.checked)

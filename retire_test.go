@@ -144,3 +144,93 @@ func TestDriverOptionsAreChecked(t *testing.T) {
 		t.Errorf("WithDriver(lib/pq): %v", err)
 	}
 }
+
+// renewingSource is Vault's dynamic role with lease renewal: a Fetch while
+// the lease can still be extended renews it (the same login, a later
+// SessionsEnd); once a renewal would pass the lease's max TTL, Fetch reads a
+// new role.
+type renewingSource struct {
+	db            *fakeDB
+	lease, maxTTL time.Duration
+
+	mu       sync.Mutex
+	n        int
+	created  time.Time
+	renewals int
+}
+
+func (s *renewingSource) Fetch(context.Context) (secrets.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.n == 0 || now.Add(s.lease).After(s.created.Add(s.maxTTL)) {
+		s.n++
+		s.created = now
+		s.db.SetPassword(s.user(), "pw-"+s.user())
+	} else {
+		s.renewals++
+	}
+	end := now.Add(s.lease)
+	return secrets.Credential{Username: s.user(), Password: "pw-" + s.user(), Version: fmt.Sprintf("lease-%d", s.n),
+		Expires: end, SessionsEnd: end}, nil
+}
+
+func (s *renewingSource) user() string { return fmt.Sprintf("v-%d", s.n) }
+
+func (s *renewingSource) counts() (leases, renewals int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n, s.renewals
+}
+
+// TestRenewedLeaseMovesTheRetirement: a Fetch that returns the same login
+// with a later SessionsEnd (a renewed lease) moves the retirement of that
+// credential's connections, so that they live on while the lease is
+// renewed and retire ahead of its final end.
+func TestRenewedLeaseMovesTheRetirement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("nobody", "x")
+		src := &renewingSource{db: db, lease: 10 * time.Second, maxTTL: 30 * time.Second}
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRefreshBeforeExpiry(2*time.Second))
+		start := time.Now()
+		first := mustConnect(t, c)
+		validator := first.(driver.Validator)
+
+		// The first retirement would have been at 8 s; the refresh at 5..6 s
+		// renews the lease instead.
+		time.Sleep(9 * time.Second)
+		synctest.Wait()
+		if leases, renewals := src.counts(); leases != 1 || renewals != 1 {
+			t.Fatalf("at 9s: %d leases and %d renewals, want 1 and 1", leases, renewals)
+		}
+		if !validator.IsValid() {
+			t.Fatal("at 9s a connection of a renewed lease was retired at the lease's first end")
+		}
+		if u := userOf(t, mustConnect(t, c)); u != "v-1" {
+			t.Fatalf("a new login at 9s used %s, want v-1 (its lease was renewed)", u)
+		}
+
+		// Renewals at about 5.5, 11 and 16.5 s; the one after would pass the
+		// max TTL of 30 s, so the next lease is read at about 22 s, and the
+		// old one's connections retire at its end (about 26.5 s) less the
+		// margin.
+		time.Sleep(24*time.Second - time.Since(start))
+		synctest.Wait()
+		if leases, renewals := src.counts(); leases != 2 || renewals < 2 || renewals > 3 {
+			t.Fatalf("at 24s: %d leases and %d renewals, want 2 and 2..3", leases, renewals)
+		}
+		if u := userOf(t, mustConnect(t, c)); u != "v-2" {
+			t.Fatalf("a new login at 24s used %s, want v-2", u)
+		}
+		if !validator.IsValid() {
+			t.Fatal("at 24s the old lease's connection retired before its last end less the margin")
+		}
+		time.Sleep(28*time.Second - time.Since(start))
+		if validator.IsValid() {
+			t.Fatal("at 28s a connection of a lease that ended (at most 27.5 s) is still valid")
+		}
+		if st := c.Stats(); st.AuthFailures != 0 || st.CredentialVersion != "lease-2" {
+			t.Fatalf("Stats = %+v, want lease-2 in use and no rejected login", st)
+		}
+	})
+}

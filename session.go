@@ -77,10 +77,12 @@ func DriverConn(rawConn any) any {
 // sessions end at a known time; from retireAt on, database/sql is made to
 // stop using them.
 type sessionEnd struct {
-	// retireAt never changes. Connections are retired from it on, measured
-	// with time.Now, or once timer has fired (fired), whichever is first: a
-	// wall clock set back does not keep a connection past the timer.
-	retireAt time.Time
+	// retireAt (Unix nanoseconds) is when connections retire, measured with
+	// time.Now, or once timer has fired (fired), whichever is first: a wall
+	// clock set back does not keep a connection past the timer. moveTo
+	// changes it (a renewed lease) until the timer has fired; it is called
+	// with the Connector's mutex held, so never concurrently.
+	retireAt atomic.Int64
 	timer    *time.Timer
 	fired    atomic.Bool
 	// retiredConns, if set, counts the connections closed once retired.
@@ -95,9 +97,29 @@ type sessionEnd struct {
 // newSessionEnd returns a sessionEnd whose connections retire at retireAt.
 // Its timer runs no goroutine until it fires.
 func newSessionEnd(retireAt time.Time) *sessionEnd {
-	s := &sessionEnd{retireAt: retireAt, conns: make(map[*sessionConn]struct{})}
+	s := &sessionEnd{conns: make(map[*sessionConn]struct{})}
+	s.retireAt.Store(retireAt.UnixNano())
 	s.timer = time.AfterFunc(time.Until(retireAt), s.closeIdle)
 	return s
+}
+
+// retireTime returns when s's connections retire.
+func (s *sessionEnd) retireTime() time.Time { return time.Unix(0, s.retireAt.Load()) }
+
+// moveTo moves the retirement to t (later for a renewed lease, earlier if
+// the store says the sessions end sooner) and reports whether it could:
+// not once the timer has fired, since the idle connections are closed
+// then.
+func (s *sessionEnd) moveTo(t time.Time) bool {
+	if t.UnixNano() == s.retireAt.Load() {
+		return true
+	}
+	if !s.timer.Stop() {
+		return false // fired, or stopped by Close
+	}
+	s.retireAt.Store(t.UnixNano())
+	s.timer.Reset(time.Until(t))
+	return true
 }
 
 // wrap returns conn wrapped so that it retires at s's time. conn is the
@@ -132,7 +154,7 @@ func (s *sessionEnd) open() int {
 
 // retired reports whether s's connections must no longer be used.
 func (s *sessionEnd) retired() bool {
-	return s.fired.Load() || !time.Now().Before(s.retireAt)
+	return s.fired.Load() || time.Now().UnixNano() >= s.retireAt.Load()
 }
 
 // closeIdle runs once, at retireAt: it closes the connections that sit idle
