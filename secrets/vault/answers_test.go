@@ -153,7 +153,9 @@ func TestErrorsReachTheClientsError(t *testing.T) {
 		{name: "slow", fault: func(r *http.Request) (int, string, bool, bool) {
 			<-r.Context().Done()
 			return 0, "", true, true
-		}, ctx: func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 2*time.Second) },
+		}, ctx: func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 2*time.Second)
+		},
 			is: context.DeadlineExceeded, msg: "context deadline exceeded"},
 	}
 	for _, tc := range tests {

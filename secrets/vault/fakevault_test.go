@@ -56,6 +56,9 @@ type fakeVault struct {
 	fault func(r *http.Request) (status int, body string, down, ok bool)
 	calls map[string]int // "GET database/creds/app": count
 	seq   int
+	// onCreate, if set, is called (with mu held) for each user a
+	// database/creds read creates, as Vault's CREATE ROLE would.
+	onCreate func(user, password string)
 }
 
 type fakeStatic struct {
@@ -333,6 +336,9 @@ func (f *fakeVault) answer(r *http.Request) (int, string) {
 		l := &fakeLease{role: role, username: fmt.Sprintf("v-token-%s-%04d", role, f.seq), password: fmt.Sprintf("Dyn-pass@%04d", f.seq),
 			expires: now.Add(d.ttl), maxEnd: now.Add(d.maxTTL), renewable: d.renewable, token: value}
 		f.leases[id] = l
+		if f.onCreate != nil {
+			f.onCreate(l.username, l.password)
+		}
 		return 200, asJSON(map[string]any{"request_id": "r", "lease_id": id, "renewable": d.renewable,
 			"lease_duration": int(d.ttl / time.Second),
 			"data":           map[string]any{"username": l.username, "password": l.password},

@@ -17,17 +17,15 @@ import (
 // answer is well under a kilobyte.
 const maxAnswer = 1 << 20
 
-// ttlSlack is taken off every lifetime Vault states: it gives TTLs in whole
-// seconds, rounded (a database/creds read) or truncated (a renewal), and
-// counts from when it handled the request, which is after it was sent.
-// Counting from the moment the request was sent, minus half a second, is
-// never later than Vault's own end.
-const ttlSlack = 500 * time.Millisecond
-
 // endAfter is when a lifetime of seconds stated in an answer to a request
-// sent at sent ends, on the safe side.
+// sent at sent ends, on the safe side: Vault counts from when it handled
+// the request, which is after it was sent, and states whole seconds
+// (rounded, for a lifetime of whole seconds from an instant after sent, or
+// truncated), so the end is never earlier than this for the whole-second
+// TTLs Vault's roles and tokens have. The connector's WithSessionMargin
+// covers the rest (network delay, a TTL set in fractions of a second).
 func endAfter(sent time.Time, seconds int64) time.Time {
-	return sent.Add(time.Duration(seconds)*time.Second - ttlSlack)
+	return sent.Add(time.Duration(seconds) * time.Second)
 }
 
 // readAnswer reads a successful answer's body, at most maxAnswer bytes.

@@ -241,10 +241,12 @@ func (s *KVSource) Fetch(ctx context.Context) (secrets.Credential, error) {
 //   - the lease is not renewable, or its end has passed;
 //   - the token that read the lease is no longer the Client's token (a
 //     new login, a new token file): the lease dies with that token;
+//   - the last renewal no longer extended it fully: Vault granted less
+//     than the increment asked for, because the lease reached the role's
+//     max_ttl (that renewal's credential, with the capped SessionsEnd, was
+//     returned, so that the lease is used to its end);
 //   - Vault refuses the renewal (400: lease not found, expired, past its
-//     max_ttl; 403; 404);
-//   - the renewal no longer extends it: Vault granted less than the
-//     increment asked for, because the lease reached the role's max_ttl.
+//     max_ttl; 403; 404): then the same Fetch reads.
 //
 // A renewal that fails otherwise (Vault sealed or down, a timeout) is
 // returned as an error: the connector keeps the credential it has, whose
@@ -273,6 +275,7 @@ type lease struct {
 	cred      secrets.Credential // as last returned
 	duration  time.Duration      // as read: the default renewal increment
 	renewable bool
+	atMax     bool      // the last renewal was capped at the role's max_ttl
 	end       time.Time // Vault's end of the lease, on the safe side
 	tokenGen  uint64    // the token that read it
 }
@@ -351,6 +354,8 @@ func (s *DynamicRoleSource) whyNotRenew(ctx context.Context, held *lease) (strin
 	switch {
 	case !held.renewable:
 		return "the lease is not renewable", nil
+	case held.atMax:
+		return "the lease reached its max_ttl", nil
 	case !time.Now().Before(held.end):
 		return "the lease has ended", nil
 	}
@@ -402,11 +407,6 @@ func (s *DynamicRoleSource) renew(ctx context.Context, held *lease) (cred secret
 		return secrets.Credential{}, false, nil
 	}
 	got := time.Duration(sec.LeaseDuration) * time.Second
-	if got < inc {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "vault: the lease reached its max_ttl; reading a new lease",
-			slog.String("lease_id", held.id), slog.Duration("asked", inc), slog.Duration("granted", got))
-		return secrets.Credential{}, false, nil
-	}
 	if t.gen != held.tokenGen {
 		// The call was repeated with a new token: the lease still ends
 		// with the old one.
@@ -415,6 +415,9 @@ func (s *DynamicRoleSource) renew(ctx context.Context, held *lease) (cred secret
 	next := *held
 	next.end = endAfter(sent, int64(sec.LeaseDuration))
 	next.renewable = sec.Renewable
+	// Less than asked: capped at the role's max_ttl. The lease is used to
+	// its end, and the next Fetch reads its successor.
+	next.atMax = got < inc
 	next.cred.SessionsEnd = s.sessionsEnd(ctx, t, next.id, next.end)
 	s.mu.Lock()
 	if s.held == held {
@@ -422,7 +425,7 @@ func (s *DynamicRoleSource) renew(ctx context.Context, held *lease) (cred secret
 	}
 	s.mu.Unlock()
 	s.log.LogAttrs(ctx, slog.LevelDebug, "vault: renewed lease", slog.String("lease_id", next.id),
-		slog.Duration("ttl", got), slog.Time("sessions_end", next.cred.SessionsEnd))
+		slog.Duration("ttl", got), slog.Bool("max_ttl_reached", next.atMax), slog.Time("sessions_end", next.cred.SessionsEnd))
 	return next.cred, true, nil
 }
 

@@ -233,8 +233,8 @@ func TestDynamicRoleRenewal(t *testing.T) {
 		if !strings.HasPrefix(first.Username, "v-token-app-") || !strings.HasPrefix(first.Version, "database/creds/app/lease") {
 			t.Errorf("first credential %v", first)
 		}
-		if want := start.Add(3*time.Second - 500*time.Millisecond); !first.SessionsEnd.Equal(want) {
-			t.Errorf("SessionsEnd = %v, want %v (lease end less the rounding slack)", first.SessionsEnd, want)
+		if want := start.Add(3 * time.Second); !first.SessionsEnd.Equal(want) {
+			t.Errorf("SessionsEnd = %v, want %v (the lease's end)", first.SessionsEnd, want)
 		}
 		if !first.Expires.IsZero() {
 			t.Errorf("Expires = %v, want zero", first.Expires)
@@ -249,7 +249,7 @@ func TestDynamicRoleRenewal(t *testing.T) {
 			if !got.SameLogin(first) || got.Version != first.Version {
 				t.Fatalf("at %v s: a new login %v; want the renewed lease", at, got)
 			}
-			if want := start.Add(at*time.Second + 3*time.Second - 500*time.Millisecond); !got.SessionsEnd.Equal(want) {
+			if want := start.Add(at*time.Second + 3*time.Second); !got.SessionsEnd.Equal(want) {
 				t.Errorf("at %v s: SessionsEnd = %v, want %v", at, got.SessionsEnd.Sub(start), want.Sub(start))
 			}
 		}
@@ -257,18 +257,27 @@ func TestDynamicRoleRenewal(t *testing.T) {
 			t.Fatalf("after 3 renewals: %d renewals, %d reads; want 3 and 1", r, n)
 		}
 
-		// At 8 s the renewal is capped (2 s left to max_ttl): a new lease.
-		second, err := fetchAt(t, src, start, 8*time.Second)
+		// At 8 s the renewal is capped (2 s left to max_ttl): the same
+		// login, whose sessions end at the max_ttl.
+		capped, err := fetchAt(t, src, start, 8*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !capped.SameLogin(first) || !capped.SessionsEnd.Equal(start.Add(10*time.Second)) {
+			t.Fatalf("at 8 s: %v, want the lease renewed to its max_ttl (10 s)", capped)
+		}
+		// At 9 s, a new lease without trying to renew the old one.
+		second, err := fetchAt(t, src, start, 9*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if second.SameLogin(first) || second.Version == first.Version {
-			t.Fatalf("at 8 s: %v, want a new lease (the old one reached max_ttl)", second)
+			t.Fatalf("at 9 s: %v, want a new lease (the old one reached max_ttl)", second)
 		}
 		if r, n := f.count("PUT sys/leases/renew"), f.count("GET database/creds/app"); r != 4 || n != 2 {
 			t.Errorf("lease 1: %d renewals (the last one capped), %d reads; want 4 and 2", r, n)
 		}
-		if want := start.Add(8*time.Second + 3*time.Second - 500*time.Millisecond); !second.SessionsEnd.Equal(want) {
+		if want := start.Add(9*time.Second + 3*time.Second); !second.SessionsEnd.Equal(want) {
 			t.Errorf("new lease's SessionsEnd = %v, want %v", second.SessionsEnd.Sub(start), want.Sub(start))
 		}
 		// Vault calls per lease: 1 read, 3 renewals that extend it, 1 capped renewal.
@@ -298,8 +307,7 @@ func TestDynamicRoleReadsInsteadOfRenewing(t *testing.T) {
 					return 403, vaultErr("1 error occurred:\n\t* permission denied\n\n"), false, r.URL.Path == "/v1/sys/leases/renew"
 				})
 			}, renews: 1},
-		{name: "capped at max_ttl", role: fakeDynamic{ttl: 60 * time.Second, maxTTL: 60 * time.Second, renewable: true}, wait: 30 * time.Second, renews: 1},
-		{name: "past max_ttl", role: fakeDynamic{ttl: 60 * time.Second, maxTTL: 60 * time.Second, renewable: true}, wait: 59300 * time.Millisecond, renews: 1},
+		{name: "past max_ttl", role: fakeDynamic{ttl: 60 * time.Second, maxTTL: 60 * time.Second, renewable: true}, wait: 59800 * time.Millisecond, renews: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -274,8 +274,8 @@ func TestTokenCoversLease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := start.Add(9500 * time.Millisecond); !first.SessionsEnd.Equal(want) {
-			t.Errorf("SessionsEnd = %v, want 9.5 s (the lease's)", first.SessionsEnd.Sub(start))
+		if want := start.Add(10 * time.Second); !first.SessionsEnd.Equal(want) {
+			t.Errorf("SessionsEnd = %v, want 10 s (the lease's)", first.SessionsEnd.Sub(start))
 		}
 		// At 8 s the lease is renewed to 18 s; the token (20 s) covers it.
 		got, err := fetchAt(t, src, start, 8*time.Second)
@@ -291,8 +291,8 @@ func TestTokenCoversLease(t *testing.T) {
 		if err != nil || !got.SameLogin(first) {
 			t.Fatalf("at 12 s: %v, %v", got, err)
 		}
-		if want := start.Add(21500 * time.Millisecond); !got.SessionsEnd.Equal(want) {
-			t.Errorf("at 12 s: SessionsEnd = %v, want 21.5 s", got.SessionsEnd.Sub(start))
+		if want := start.Add(22 * time.Second); !got.SessionsEnd.Equal(want) {
+			t.Errorf("at 12 s: SessionsEnd = %v, want 22 s", got.SessionsEnd.Sub(start))
 		}
 		// At 18 s the lease would last to 28 s, but the token dies at 25 s
 		// and cannot be renewed: its leases end with it.
@@ -300,8 +300,8 @@ func TestTokenCoversLease(t *testing.T) {
 		if err != nil || !got.SameLogin(first) {
 			t.Fatalf("at 18 s: %v, %v", got, err)
 		}
-		if want := start.Add(24500 * time.Millisecond); !got.SessionsEnd.Equal(want) {
-			t.Errorf("at 18 s: SessionsEnd = %v, want the token's 24.5 s", got.SessionsEnd.Sub(start))
+		if want := start.Add(25 * time.Second); !got.SessionsEnd.Equal(want) {
+			t.Errorf("at 18 s: SessionsEnd = %v, want the token's 25 s", got.SessionsEnd.Sub(start))
 		}
 		if n := logs.CountLines(func(l string) bool { return strings.Contains(l, "the token expires before the lease") }); n != 1 {
 			t.Errorf("%d warnings about the token's expiry, want 1:\n%s", n, logs.String())
