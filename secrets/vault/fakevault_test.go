@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,12 +191,6 @@ func (f *fakeVault) total() int {
 		n += c
 	}
 	return n
-}
-
-func (f *fakeVault) leaseCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.leases)
 }
 
 var errDown = errors.New("connection refused")
@@ -470,5 +463,3 @@ func newClient(t testing.TB, h http.Handler, token string, opts ...vault.ClientO
 
 // sleep advances a synctest bubble's clock by d.
 func sleep(d time.Duration) { time.Sleep(d) }
-
-var _ = context.Background

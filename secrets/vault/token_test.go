@@ -15,7 +15,6 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 
 	"github.com/pgrotate/rotating/internal/testkit"
-	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/vault"
 )
 
@@ -357,5 +356,3 @@ func TestForbiddenRead(t *testing.T) {
 		}
 	})
 }
-
-var _ = secrets.ErrMalformed
