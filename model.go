@@ -53,10 +53,12 @@ type entry struct {
 	status    status
 	at        uint64 // Connector.clock when status last changed (0 while untried)
 	rejectErr error  // the driver's error of the last rejection
-	// checked is when the store last returned this credential, and expires
-	// its latest Expires; both drive the background refresh.
-	checked time.Time
-	expires time.Time
+	// checked is when the store last returned this credential, expires its
+	// latest Expires and nextRotation its latest NextRotation; they drive
+	// the background refresh.
+	checked      time.Time
+	expires      time.Time
+	nextRotation time.Time
 }
 
 // usableAt reports whether new logins may use e at now: not once its
@@ -377,7 +379,7 @@ func (c *Connector) applyFetchLocked(cred secrets.Credential, fresh *entry, now 
 	if cur == nil || !cred.SameLogin(cur.cred) {
 		return false // building the entry failed; fetchErr says why
 	}
-	cur.checked, cur.expires = now, cred.Expires
+	cur.checked, cur.expires, cur.nextRotation = now, cred.Expires, cred.NextRotation
 	if cur.sessions != nil && !cred.SessionsEnd.IsZero() {
 		// A renewed lease: its connections live on until the new end.
 		cur.sessions.moveTo(c.retireAt(now, cred.SessionsEnd))

@@ -13,7 +13,7 @@ func (c *Connector) startBackgroundLocked() {
 		return
 	}
 	e := c.current
-	if c.cfg.refreshInterval == 0 && e.expires.IsZero() && e.sessions == nil {
+	if c.cfg.refreshInterval == 0 && e.expires.IsZero() && e.nextRotation.IsZero() && e.sessions == nil {
 		return
 	}
 	c.background = true
@@ -59,8 +59,9 @@ func (c *Connector) refreshInBackground() {
 // nextRefreshLocked returns when the next background refresh is due, or
 // false if none is: the earlier of the jittered refresh interval after the
 // store last returned the current credential, and a jittered lead before
-// its expiry or its sessions' retirement, never before the store may be
-// called again (the backoff). A refresh that finds the same credential
+// its expiry or its sessions' retirement, and just after the store's next
+// scheduled rotation, never before the store may be called again (the
+// backoff). A refresh that finds the same credential
 // counts as a check, so an unchanged store is asked once per interval.
 func (c *Connector) nextRefreshLocked(now time.Time) (time.Time, bool) {
 	e := c.current
@@ -87,6 +88,19 @@ func (c *Connector) nextRefreshLocked(now time.Time) (time.Time, bool) {
 		// asked again after the longest backoff, not in a tight loop.
 		if floor := e.checked.Add(c.cfg.maxBackoff); !t.After(e.checked) && t.Before(floor) {
 			t = floor
+		}
+		if at.IsZero() || t.Before(at) {
+			at = t
+		}
+	}
+	if r := e.nextRotation; !r.IsZero() {
+		// Just after the store's scheduled rotation, spread over a second
+		// so that a fleet does not ask at the same instant. A store that
+		// returned the old credential although its rotation was due
+		// (late) is asked again after the longest backoff.
+		t := r.Add(time.Duration(rand.Int64N(int64(time.Second))))
+		if !r.After(e.checked) {
+			t = e.checked.Add(c.cfg.maxBackoff)
 		}
 		if at.IsZero() || t.Before(at) {
 			at = t

@@ -234,3 +234,71 @@ func TestRenewedLeaseMovesTheRetirement(t *testing.T) {
 		}
 	})
 }
+
+// scheduledSource is a store that rotates the password on a schedule and
+// says when (a Vault static role's ttl): every period, rotate (run by the
+// test) changes the password in the database and in the store.
+type scheduledSource struct {
+	db     *fakeDB
+	period time.Duration
+	start  time.Time
+
+	mu      sync.Mutex
+	n       int
+	fetches int
+}
+
+func (s *scheduledSource) Fetch(context.Context) (secrets.Credential, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fetches++
+	next := s.start.Add(time.Duration(s.n+1) * s.period)
+	return secrets.Credential{Username: "app", Password: fmt.Sprintf("pw-%d", s.n), Version: fmt.Sprint(s.n), NextRotation: next}, nil
+}
+
+func (s *scheduledSource) rotate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	s.db.SetPassword("app", fmt.Sprintf("pw-%d", s.n))
+}
+
+func (s *scheduledSource) fetchCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fetches
+}
+
+// TestScheduledRotationIsFetchedWhenItIsDue: a credential whose store says
+// when it rotates next (Credential.NextRotation) is fetched again just after
+// that, once per rotation for the process, so that an application that
+// logs in rarely moves to the new password before a login is rejected.
+func TestScheduledRotationIsFetchedWhenItIsDue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const period, rotations = time.Minute, 10
+		db := newFakeDB("app", "pw-0")
+		src := &scheduledSource{db: db, period: period, start: time.Now()}
+		c, _ := newTestConnector(t, db, src)
+		mustConnect(t, c)
+		go func() {
+			for range rotations {
+				time.Sleep(period)
+				src.rotate()
+			}
+		}()
+		// A login every 7 s, as a pool that keeps its connections would.
+		for range int(rotations*period/(7*time.Second)) + 1 {
+			time.Sleep(7 * time.Second)
+			mustConnect(t, c)
+		}
+		synctest.Wait()
+		// 1 first fetch and 1 per rotation; one more for each login that
+		// landed between a rotation and the fetch after it (within 1 s).
+		if n := src.fetchCount(); n < 1+rotations || n > 1+rotations+2 {
+			t.Fatalf("%d fetches for %d scheduled rotations, want %d..%d", n, rotations, 1+rotations, 1+rotations+2)
+		}
+		if st := c.Stats(); st.AuthFailures > 2 {
+			t.Fatalf("%d rejected logins over %d scheduled rotations, want at most 2: the rotation was not fetched when due", st.AuthFailures, rotations)
+		}
+	})
+}

@@ -113,6 +113,14 @@ type Credential struct {
 	// with the credential before then (see rotating.WithSessionMargin) and
 	// fetches its successor ahead of it.
 	SessionsEnd time.Time
+
+	// NextRotation, when not zero, is when the store will replace this
+	// credential on a schedule of its own (a HashiCorp Vault static role's
+	// next rotation). The credential works until then, so the connector
+	// does not refresh ahead of it, as it does for Expires: it asks the
+	// store again just after it, once for the whole process, so that new
+	// logins move to the new credential without first being rejected.
+	NextRotation time.Time
 }
 
 // Validate reports whether c can be used to log in: it must have a non-empty
@@ -191,6 +199,10 @@ func (c Credential) String() string {
 		b = append(b, " SessionsEnd:"...)
 		b = c.SessionsEnd.UTC().AppendFormat(b, time.RFC3339)
 	}
+	if !c.NextRotation.IsZero() {
+		b = append(b, " NextRotation:"...)
+		b = c.NextRotation.UTC().AppendFormat(b, time.RFC3339)
+	}
 	b = append(b, '}')
 	return string(b)
 }
@@ -214,7 +226,7 @@ func (c Credential) Format(f fmt.State, verb rune) {
 // LogValue implements slog.LogValuer: the credential logs as a group of its
 // non-secret fields.
 func (c Credential) LogValue() slog.Value {
-	attrs := make([]slog.Attr, 0, 5)
+	attrs := make([]slog.Attr, 0, 6)
 	attrs = append(attrs, slog.String("username", c.Username))
 	if c.Version != "" {
 		attrs = append(attrs, slog.String("version", c.Version))
@@ -227,6 +239,9 @@ func (c Credential) LogValue() slog.Value {
 	}
 	if !c.SessionsEnd.IsZero() {
 		attrs = append(attrs, slog.Time("sessions_end", c.SessionsEnd))
+	}
+	if !c.NextRotation.IsZero() {
+		attrs = append(attrs, slog.Time("next_rotation", c.NextRotation))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -27,7 +27,8 @@ var fullCredential = Credential{
 	Version:  "v-0123",
 	Expires:  time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 
-	SessionsEnd: time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC),
+	SessionsEnd:  time.Date(2026, 1, 3, 3, 4, 5, 0, time.UTC),
+	NextRotation: time.Date(2026, 1, 4, 3, 4, 5, 0, time.UTC),
 }
 
 // checkNoPassword fails if out contains the password in any common
@@ -107,7 +108,7 @@ func TestCredentialMarshalJSONRedacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"Username":"app","Password":"[REDACTED]","Host":"db.example.com","Port":5432,"Database":"orders","Version":"v-0123","Expires":"2026-01-02T03:04:05Z","SessionsEnd":"2026-01-03T03:04:05Z"}`
+	want := `{"Username":"app","Password":"[REDACTED]","Host":"db.example.com","Port":5432,"Database":"orders","Version":"v-0123","Expires":"2026-01-02T03:04:05Z","SessionsEnd":"2026-01-03T03:04:05Z","NextRotation":"2026-01-04T03:04:05Z"}`
 	if string(out) != want {
 		t.Errorf("json.Marshal = %s, want %s", out, want)
 	}
@@ -122,7 +123,7 @@ func TestCredentialString(t *testing.T) {
 		{Credential{Username: "app", Password: "x"}, `{Username:"app" Password:[REDACTED]}`},
 		{
 			fullCredential,
-			`{Username:"app" Password:[REDACTED] Host:"db.example.com" Port:5432 Database:"orders" Version:"v-0123" Expires:2026-01-02T03:04:05Z SessionsEnd:2026-01-03T03:04:05Z}`,
+			`{Username:"app" Password:[REDACTED] Host:"db.example.com" Port:5432 Database:"orders" Version:"v-0123" Expires:2026-01-02T03:04:05Z SessionsEnd:2026-01-03T03:04:05Z NextRotation:2026-01-04T03:04:05Z}`,
 		},
 		{
 			Credential{Username: "a\"b\n", Password: "x", Expires: time.Date(2026, 1, 2, 4, 4, 5, 0, time.FixedZone("CET", 3600))},
@@ -202,7 +203,8 @@ func TestCredentialLogValue(t *testing.T) {
 		"host":     "db.example.com",
 		"expires":  fullCredential.Expires.String(),
 
-		"sessions_end": fullCredential.SessionsEnd.String(),
+		"sessions_end":  fullCredential.SessionsEnd.String(),
+		"next_rotation": fullCredential.NextRotation.String(),
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("LogValue = %v, want %v", got, want)
