@@ -120,12 +120,15 @@ func (s *StaticRoleSource) Describe() string { return "vault-static-role " + s.m
 
 // Fetch reads <mount>/static-creds/<name> (one Vault call, plus the
 // token's upkeep: see [Client]). The credential's Version is the answer's
-// last_vault_rotation, which changes with every rotation. Expires is left
-// zero: a static role's password is changed in place at the rotation, so
-// there is nothing to fetch ahead of it; the first login the database
-// rejects after a rotation makes the connector call Fetch, once for the
-// whole process.
+// last_vault_rotation, which changes with every rotation. NextRotation is
+// the next scheduled rotation (the answer's ttl from the time the request
+// was sent), so the connector reads the new password just after Vault sets
+// it. Expires is left zero: the password works until the rotation, so there
+// is nothing to fetch ahead of it. A rotation on demand (rotate-role) is
+// learnt from the first login the database rejects, which makes the
+// connector call Fetch once for the whole process.
 func (s *StaticRoleSource) Fetch(ctx context.Context) (secrets.Credential, error) {
+	sent := time.Now()
 	body, _, err := s.c.read(ctx, s.path, nil)
 	if err != nil {
 		s.log.LogAttrs(ctx, slog.LevelDebug, "vault: read failed", slog.Any("error", err))
@@ -142,6 +145,9 @@ func (s *StaticRoleSource) Fetch(ctx context.Context) (secrets.Credential, error
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "vault: read static role", slog.String("username", a.cred.Username),
 		slog.String("last_vault_rotation", a.lastRotation), slog.Duration("ttl", a.ttl))
+	if a.ttl > 0 {
+		a.cred.NextRotation = sent.Add(a.ttl)
+	}
 	return a.cred, nil
 }
 

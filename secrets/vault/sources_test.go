@@ -66,6 +66,9 @@ func TestStaticRole(t *testing.T) {
 		if !first.Expires.IsZero() || !first.SessionsEnd.IsZero() {
 			t.Errorf("Expires %v, SessionsEnd %v: want both zero for a static role", first.Expires, first.SessionsEnd)
 		}
+		if want := time.Now().Add(time.Hour); !first.NextRotation.Equal(want) {
+			t.Errorf("NextRotation = %v, want %v (the rotation period from the last rotation)", first.NextRotation, want)
+		}
 
 		sleep(10 * time.Minute)
 		f.rotate("app", "Static-pass@2")
