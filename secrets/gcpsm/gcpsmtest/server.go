@@ -103,7 +103,7 @@ type Server struct {
 	// (Latency, Hang) or while the gRPC server stops.
 	mu      sync.Mutex
 	isClose bool
-	addr    string       // fixed by Start, kept across Down and Up
+	addr    string        // fixed by Start, kept across Down and Up
 	gs      *grpc.Server  // nil while down
 	served  chan struct{} // closed when gs.Serve has returned
 	clients []*secretmanager.Client

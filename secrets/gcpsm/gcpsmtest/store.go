@@ -193,7 +193,9 @@ func (sec *secret) proto(v *version) *secretmanagerpb.SecretVersion {
 }
 
 // etag changes whenever the version's state does.
-func etag(v *version) string { return strconv.Quote(strconv.FormatInt(v.created.UnixNano(), 36) + v.state.String()) }
+func etag(v *version) string {
+	return strconv.Quote(strconv.FormatInt(v.created.UnixNano(), 36) + v.state.String())
+}
 
 func (st *store) createSecret(parent, id string, meta *secretmanagerpb.Secret, now time.Time) (*secretmanagerpb.Secret, error) {
 	canonParent, err := st.parent(parent)
