@@ -147,16 +147,26 @@ func (s *Source) Fetch(ctx context.Context) (secrets.Credential, error) {
 			slog.String("code", status.Code(ferr).String()), slog.Int("attempts", ferr.Attempts), slog.Any("error", ferr))
 		return secrets.Credential{}, ferr
 	}
+	cred, perr := s.credential(resp, n)
+	if perr != nil {
+		s.log.LogAttrs(ctx, slog.LevelDebug, "gcpsm: secret version unusable",
+			slog.String("version", perr.Version), slog.Any("error", perr))
+		return secrets.Credential{}, perr
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "gcpsm: accessed secret version",
+		slog.String("version", cred.Version), slog.Int("attempts", n))
+	return cred, nil
+}
+
+// credential turns an AccessSecretVersion answer, which took attempts
+// attempts, into a credential.
+func (s *Source) credential(resp *secretmanagerpb.AccessSecretVersionResponse, attempts int) (secrets.Credential, *Error) {
 	version := versionNumber(resp.GetName())
 	cred, err := s.parse(resp.GetPayload())
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelDebug, "gcpsm: secret version unusable",
-			slog.String("version", version), slog.Any("error", err))
-		return secrets.Credential{}, &Error{Op: OpAccess, Name: s.name, Version: version, Attempts: n, Err: err}
+		return secrets.Credential{}, &Error{Op: OpAccess, Name: s.name, Version: version, Attempts: attempts, Err: err}
 	}
 	cred.Version = version
-	s.log.LogAttrs(ctx, slog.LevelDebug, "gcpsm: accessed secret version",
-		slog.String("version", version), slog.Int("attempts", n))
 	return cred, nil
 }
 
