@@ -182,11 +182,15 @@ func TestFetchErrors(t *testing.T) {
 		{name: "latest destroyed", secret: destroyed, timeout: long,
 			code: codes.FailedPrecondition, inText: "is in DESTROYED state", attempts: [2]int{1, 1}},
 		{name: "permission denied", secret: ok, timeout: long,
-			setup: func() { e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.PermissionDenied}) },
-			code:  codes.PermissionDenied, inText: "Permission 'secretmanager.versions.access' denied", attempts: [2]int{1, 1}},
+			setup: func() {
+				e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.PermissionDenied})
+			},
+			code: codes.PermissionDenied, inText: "Permission 'secretmanager.versions.access' denied", attempts: [2]int{1, 1}},
 		{name: "unauthenticated", secret: ok, timeout: long,
-			setup: func() { e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.Unauthenticated}) },
-			code:  codes.Unauthenticated, inText: "invalid authentication credentials", attempts: [2]int{1, 1}},
+			setup: func() {
+				e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.Unauthenticated})
+			},
+			code: codes.Unauthenticated, inText: "invalid authentication credentials", attempts: [2]int{1, 1}},
 		{name: "throttled past the deadline", secret: ok, timeout: short,
 			setup: func() {
 				e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.ResourceExhausted})
@@ -194,8 +198,10 @@ func TestFetchErrors(t *testing.T) {
 			code: codes.ResourceExhausted, ctxErr: true, inText: "while waiting to retry; the last attempt failed: rpc error: code = ResourceExhausted",
 			attempts: [2]int{1, 12}, minElapse: short},
 		{name: "unavailable past the deadline", secret: ok, timeout: short,
-			setup: func() { e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.Unavailable}) },
-			code:  codes.Unavailable, ctxErr: true, inText: "while waiting to retry; the last attempt failed: rpc error: code = Unavailable",
+			setup: func() {
+				e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Code: codes.Unavailable})
+			},
+			code: codes.Unavailable, ctxErr: true, inText: "while waiting to retry; the last attempt failed: rpc error: code = Unavailable",
 			attempts: [2]int{1, 12}, minElapse: short},
 		{name: "hangs past the deadline", secret: ok, timeout: 500 * time.Millisecond,
 			setup: func() { e.srv.InjectFault(gcpsmtest.MethodAccessSecretVersion, gcpsmtest.Fault{Hang: true}) },
