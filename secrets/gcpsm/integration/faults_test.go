@@ -155,7 +155,6 @@ func testStoreFaultsWhileCredentialWorks(t *testing.T, d drivers.Driver) {
 	waitAcks(ctx, t, load, workers, "the first inserts")
 	start := c.Stats()
 
-	var summary []string
 	for _, f := range storeFaults {
 		before, failedBefore, okBefore := c.Stats(), load.Failed.Load(), load.OK.Load()
 		logBefore := countLines(e, f.inLog)
@@ -179,7 +178,6 @@ func testStoreFaultsWhileCredentialWorks(t *testing.T, d drivers.Driver) {
 		line := fmt.Sprintf("%s: %d fetches, %d failed, %d AccessSecretVersion requests, %d Warn lines saying %q; %d statements, %d failed, slowest %v",
 			f.name, during.Fetches-before.Fetches, during.FetchErrors-before.FetchErrors, requests, logged, f.inLog,
 			load.OK.Load()-okBefore, load.Failed.Load()-failedBefore, load.TakeSlowest().Round(time.Millisecond))
-		summary = append(summary, line)
 		t.Log(line)
 		if during.FetchErrors < before.FetchErrors+2 {
 			t.Errorf("%s: Stats().FetchErrors grew by %d, want at least 2", f.name, during.FetchErrors-before.FetchErrors)
