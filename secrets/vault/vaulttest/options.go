@@ -12,16 +12,16 @@ import (
 type Option func(*config) error
 
 type config struct {
-	addr           string
-	tls            bool
-	rootToken      string
-	dbMount        string
-	kvMount        string
-	namespace      string
-	requireNS      bool
-	logger         *slog.Logger
-	keepLeases     bool
-	onLeaseEnd     func(Lease)
+	addr       string
+	tls        bool
+	rootToken  string
+	dbMount    string
+	kvMount    string
+	namespace  string
+	requireNS  bool
+	logger     *slog.Logger
+	keepLeases bool
+	onLeaseEnd func(Lease)
 }
 
 func defaultConfig() config {

@@ -531,7 +531,9 @@ func (s *Server) verifyJWT(jwt string) (map[string]any, bool) {
 	return claims, true
 }
 
-func bound(list []string, v string) bool { return slices.Contains(list, "*") || slices.Contains(list, v) }
+func bound(list []string, v string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, v)
+}
 
 func (s *Server) handleK8sLogin(r *request) (reply, *apiError) {
 	roleName, _ := r.body["role"].(string)
