@@ -350,7 +350,7 @@ func (s *Server) handleTokenCreate(r *request) (reply, *apiError) {
 	}
 	s.newTokenLocked(t, r.token)
 	s.logInfo("token created", slog.String("accessor", t.accessor), slog.Duration("ttl", t.ttl))
-	return ok(&envelope{Auth: s.authLocked(t, time.Now())})
+	return ok(&envelope{Auth: s.authLocked(t, t.created)})
 }
 
 // AppRole configures an AppRole role for auth/approle/login.
@@ -427,7 +427,7 @@ func (s *Server) handleAppRoleLogin(r *request) (reply, *apiError) {
 	}
 	s.newTokenLocked(t, nil)
 	s.logInfo("approle login", slog.String("role", ar.name), slog.String("accessor", t.accessor))
-	return ok(&envelope{Auth: s.authLocked(t, time.Now())})
+	return ok(&envelope{Auth: s.authLocked(t, t.created)})
 }
 
 // KubernetesRole configures a role for auth/kubernetes/login.
@@ -574,5 +574,5 @@ func (s *Server) handleK8sLogin(r *request) (reply, *apiError) {
 	s.newTokenLocked(t, nil)
 	s.logInfo("kubernetes login", slog.String("role", roleName), slog.String("namespace", ns),
 		slog.String("service_account", sa), slog.String("accessor", t.accessor))
-	return ok(&envelope{Auth: s.authLocked(t, time.Now())})
+	return ok(&envelope{Auth: s.authLocked(t, t.created)})
 }
