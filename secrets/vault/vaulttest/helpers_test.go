@@ -22,6 +22,10 @@ import (
 
 func TestMain(m *testing.M) {
 	code := pgtest.Main(m)
+	if err := stopExamplePG(); err != nil {
+		fmt.Fprintf(os.Stderr, "stopping the examples' PostgreSQL server: %v\n", err)
+		code = 1
+	}
 	if code == 0 {
 		// Every server the tests started is closed, and pgtest.Main has
 		// closed the PostgreSQL pools: no goroutine may be left.
