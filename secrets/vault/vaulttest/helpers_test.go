@@ -3,6 +3,7 @@ package vaulttest_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -230,17 +231,29 @@ func assertNoSecret(t testing.TB, what, text string, secrets ...string) {
 // generatedPassword matches the passwords the server generates.
 var generatedPassword = regexp.MustCompile(`A1a-[A-Za-z0-9]{16}`)
 
-// raw sends a request with the client and returns its decoded JSON body
-// and status, for checks of the wire shape.
+// raw sends a request with the client's raw-response methods (GET, PUT
+// for POST and PUT, DELETE) and returns the status and the decoded JSON
+// body, for checks of the wire shape.
 func raw(t *testing.T, c *api.Client, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	r := c.NewRequest(method, "/v1/"+path)
-	if body != nil {
-		if err := r.SetJSONBody(body); err != nil {
-			t.Fatal(err)
+	var resp *api.Response
+	var err error
+	switch method {
+	case "GET":
+		resp, err = c.Logical().ReadRawWithContext(t.Context(), path)
+	case "PUT", "POST":
+		var b []byte
+		if body != nil {
+			if b, err = json.Marshal(body); err != nil {
+				t.Fatal(err)
+			}
 		}
+		resp, err = c.Logical().WriteRawWithContext(t.Context(), path, b)
+	case "DELETE":
+		resp, err = c.Logical().DeleteRawWithContext(t.Context(), path)
+	default:
+		t.Fatalf("raw: method %s", method)
 	}
-	resp, err := c.RawRequestWithContext(t.Context(), r)
 	if resp == nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}

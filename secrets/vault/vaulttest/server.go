@@ -304,7 +304,7 @@ func (s *Server) Config() (*api.Config, error) {
 	cfg.Address = url
 	cfg.MaxRetries = 0
 	if s.pki != nil {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.pki.caPEM, TLSServerName: "127.0.0.1"}); err != nil {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.pki.caPEM}); err != nil {
 			return nil, err
 		}
 	} else {
@@ -423,13 +423,13 @@ func (s *Server) enter() bool {
 // already or not started.
 func (s *Server) Down() {
 	s.mu.Lock()
-	hs, served := s.hs, s.served
+	hs, served, addr := s.hs, s.served, s.addr
 	s.hs = nil
 	s.mu.Unlock()
 	if hs != nil {
 		hs.Close()
 		<-served
-		s.logInfo("server down", slog.String("addr", s.addr))
+		s.logInfo("server down", slog.String("addr", addr))
 	}
 }
 
@@ -669,7 +669,8 @@ type request struct {
 	rawBody []byte
 }
 
-// ServeHTTP serves Vault's HTTP API below /v1/.
+// ServeHTTP serves Vault's HTTP API below /v1/. After [Server.Close] it
+// answers every request 503, as a sealed Vault does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.enter() {
 		writeError(w, errSealed)
