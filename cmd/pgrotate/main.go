@@ -4,6 +4,7 @@
 //	pgrotate demo       run a workload through rotations, everything local
 //	pgrotate check      fetch a credential and log in with it as the connector would
 //	pgrotate sm-server  run a local AWS Secrets Manager-compatible endpoint
+//	pgrotate vault-server  run a local HashiCorp Vault-compatible server
 //
 // Run "pgrotate <command> -h" for each command's flags. Exit codes are the
 // same for every command:
@@ -12,7 +13,7 @@
 //	1    usage error (unknown command, bad flag, bad seed file)
 //	2    credential source problem (secret not found, not permitted,
 //	     malformed or empty secret, no AWS configuration); sm-server
-//	     cannot listen
+//	     or vault-server cannot listen
 //	3    database problem (PostgreSQL missing or unreachable, login refused)
 //	4    check: only the pending credential (AWSPENDING) logs in
 //	5    demo: a statement failed, an acknowledged row is missing, or a
@@ -48,7 +49,8 @@ const exitCodesHelp = `Exit codes:
   0    success
   1    usage error
   2    credential source problem (secret not found, not permitted, malformed
-       or empty secret, no AWS configuration); sm-server cannot listen
+       or empty secret, no AWS configuration); sm-server or vault-server
+       cannot listen
   3    database problem (PostgreSQL missing or unreachable, login refused)
   4    check: only the pending credential (AWSPENDING) logs in
   5    demo: a statement failed, an acknowledged row is missing, or a
@@ -63,6 +65,7 @@ Usage:
   pgrotate demo [flags]       a workload through live rotations, everything local
   pgrotate check [flags]      fetch a credential and log in with it, as the connector would
   pgrotate sm-server [flags]  a local AWS Secrets Manager-compatible endpoint
+  pgrotate vault-server [flags]  a local HashiCorp Vault-compatible server
 
 Run "pgrotate <command> -h" for a command's flags.
 
@@ -84,7 +87,7 @@ type stdio struct {
 	// Test hooks.
 	demo     *demoHooks       // servers to use instead of starting them
 	report   func(*Report)    // receives the demo's report
-	onListen func(url string) // sm-server is serving at url
+	onListen func(url string) // sm-server or vault-server is serving at url
 }
 
 // run runs the command named by args[0] and returns the exit code.
@@ -100,6 +103,8 @@ func run(ctx context.Context, args []string, std *stdio) int {
 		return checkCommand(ctx, args[1:], std)
 	case "sm-server":
 		return smServerCommand(ctx, args[1:], std)
+	case "vault-server":
+		return vaultServerCommand(ctx, args[1:], std)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(std.out, mainUsage+exitCodesHelp)
 		return exitOK
