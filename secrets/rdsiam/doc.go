@@ -58,10 +58,13 @@
 // the EC2 instance role) and [New] takes an aws.Config of the
 // application's own; either way the credentials provider should be an
 // aws.CredentialsCache (the SDK's configuration loader makes one), which
-// refreshes temporary credentials as they expire. When the credentials the
-// previous token was signed with are the ones that cut it short, Fetch
-// asks the cache to refresh them before signing the next token, so that
-// every token lives as long as its credentials allow. The identity needs
+// refreshes temporary credentials as they expire. Fetch asks the cache to
+// refresh the credentials the previous token was signed with before it
+// signs the next one when they are the ones that cut that token short (so
+// that every token lives as long as credentials allow), and when it is
+// asked early, after a refused login (a revoked role session would
+// otherwise be handed out by the cache until it expired; at most once a
+// minute). The identity needs
 // rds-db:connect on arn:aws:rds-db:REGION:ACCOUNT:dbuser:DBI-RESOURCE-ID/USER
 // (the cluster's or the proxy's resource id); docs/rdsiam.md has the
 // whole set-up.

@@ -49,7 +49,8 @@ type keyIssuer struct {
 	life     time.Duration
 	verifier *rdsauth.Verifier
 
-	calls atomic.Int64
+	calls     atomic.Int64
+	refuseNew atomic.Bool // IAM no longer accepts the keys issued
 }
 
 func (k *keyIssuer) Retrieve(context.Context) (aws.Credentials, error) {
@@ -62,7 +63,7 @@ func (k *keyIssuer) Retrieve(context.Context) (aws.Credentials, error) {
 		CanExpire:       true,
 		Expires:         time.Now().Add(k.life),
 	}
-	if k.verifier != nil {
+	if k.verifier != nil && !k.refuseNew.Load() {
 		k.verifier.Allow(c)
 	}
 	return c, nil

@@ -60,20 +60,27 @@ type Source struct {
 	creds    aws.CredentialsProvider
 	log      *slog.Logger
 
-	// mu guards last, the AWS credentials the previous token was signed
-	// with; it is never held while the provider is called.
-	mu   sync.Mutex
-	last signedWith
+	// mu guards last and invalidated; it is never held while the
+	// provider is called.
+	mu          sync.Mutex
+	last        previousToken
+	invalidated time.Time // when Fetch last had the provider refresh
 }
 
-// signedWith identifies the AWS credentials a token was signed with, by
-// their access key id and expiry (not secrets), and says whether their
-// expiry cut the token's life short.
-type signedWith struct {
-	accessKeyID string
-	expires     time.Time
-	capped      bool
+// previousToken is what Fetch remembers of the last token it built: the
+// AWS credentials it was signed with, by their access key id and expiry
+// (not secrets), and its own life.
+type previousToken struct {
+	accessKeyID   string
+	credsExpire   time.Time
+	signed        time.Time
+	expires       time.Time
+	cappedByCreds bool // the credentials' expiry cut the token short
 }
+
+// refreshAfterRejectionEvery bounds how often Fetch has the credentials
+// provider refresh because it was asked for a token early (see Fetch).
+const refreshAfterRejectionEvery = time.Minute
 
 // New returns a Source that signs tokens for db with awsCfg.Credentials
 // (an aws.CredentialsCache, say, or any aws.CredentialsProvider; wrap a
@@ -215,10 +222,17 @@ func (s *Source) DB() DB { return s.db }
 //     token whose credentials have expired;
 //   - SessionsEnd: zero, since sessions outlive their token.
 //
-// If the credentials are the very ones the previous token was signed with
-// and their expiry cut that token short, a new token signed with them
-// would be no better, so the provider is told to refresh them first
-// (aws.CredentialsCache.Invalidate) and asked again, once.
+// Before signing, Fetch has the credentials provider refresh the AWS
+// credentials (aws.CredentialsCache.Invalidate, then one more Retrieve)
+// when they are the very ones the previous token was signed with and
+//
+//   - their expiry cut that token short: a token signed with them would
+//     be no better; or
+//   - that token is not half-way through its life yet: the connector asks
+//     that early only after the database refused a login, and a refusal
+//     may be the credentials' fault (a revoked role session, a deactivated
+//     key) while the cache would keep handing them out until they expire.
+//     This refresh is made at most once a minute.
 func (s *Source) Fetch(ctx context.Context) (secrets.Credential, error) {
 	creds, refreshed, err := s.retrieve(ctx)
 	if err != nil {
@@ -238,7 +252,8 @@ func (s *Source) Fetch(ctx context.Context) (secrets.Credential, error) {
 		expires, capped = creds.Expires, true
 	}
 	s.mu.Lock()
-	s.last = signedWith{accessKeyID: creds.AccessKeyID, expires: creds.Expires, capped: capped}
+	s.last = previousToken{accessKeyID: creds.AccessKeyID, credsExpire: creds.Expires,
+		signed: signed, expires: expires, cappedByCreds: capped}
 	s.mu.Unlock()
 
 	cred := secrets.Credential{
@@ -253,26 +268,29 @@ func (s *Source) Fetch(ctx context.Context) (secrets.Credential, error) {
 	if capped {
 		bound = "AWS credentials' expiry"
 	}
-	s.log.LogAttrs(ctx, slog.LevelDebug, "rdsiam: built auth token",
-		slog.String("version", cred.Version), slog.Time("expires", expires),
-		slog.String("expiry_bound_by", bound), slog.String("credentials_source", creds.Source),
-		slog.Bool("credentials_refreshed", refreshed))
+	attrs := []slog.Attr{slog.String("version", cred.Version), slog.Time("expires", expires),
+		slog.String("expiry_bound_by", bound), slog.String("credentials_source", creds.Source)}
+	if refreshed != "" {
+		attrs = append(attrs, slog.String("credentials_refreshed", refreshed))
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "rdsiam: built auth token", attrs...)
 	return cred, nil
 }
 
-// retrieve returns the AWS credentials to sign with, and whether it made
-// the provider refresh them (see Fetch).
-func (s *Source) retrieve(ctx context.Context) (aws.Credentials, bool, error) {
+// retrieve returns the AWS credentials to sign with, and why it made the
+// provider refresh them ("" if it did not; see Fetch).
+func (s *Source) retrieve(ctx context.Context) (aws.Credentials, string, error) {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
-		return aws.Credentials{}, false, redactProviderError(err)
+		return aws.Credentials{}, "", redactProviderError(err)
 	}
-	refreshed := false
-	if inv, ok := s.creds.(interface{ Invalidate() }); ok && s.spent(creds) {
-		inv.Invalidate()
-		refreshed = true
-		if creds, err = s.creds.Retrieve(ctx); err != nil {
-			return aws.Credentials{}, true, redactProviderError(err)
+	refreshed := ""
+	if inv, ok := s.creds.(interface{ Invalidate() }); ok {
+		if refreshed = s.needsRefresh(creds, time.Now()); refreshed != "" {
+			inv.Invalidate()
+			if creds, err = s.creds.Retrieve(ctx); err != nil {
+				return aws.Credentials{}, refreshed, redactProviderError(err)
+			}
 		}
 	}
 	if !creds.HasKeys() {
@@ -285,13 +303,26 @@ func (s *Source) retrieve(ctx context.Context) (aws.Credentials, bool, error) {
 	return creds, refreshed, nil
 }
 
-// spent reports whether creds are the credentials the previous token was
-// signed with and their expiry bounded that token's life.
-func (s *Source) spent(creds aws.Credentials) bool {
+// needsRefresh says why the provider should refresh creds before they
+// sign a token, or "" (see Fetch). It records the refresh it asks for.
+func (s *Source) needsRefresh(creds aws.Credentials, now time.Time) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.last.capped && creds.CanExpire &&
-		creds.AccessKeyID == s.last.accessKeyID && creds.Expires.Equal(s.last.expires)
+	last := s.last
+	if last.accessKeyID == "" || creds.AccessKeyID != last.accessKeyID || !creds.Expires.Equal(last.credsExpire) {
+		return ""
+	}
+	why := ""
+	switch {
+	case last.cappedByCreds && creds.CanExpire:
+		why = "they expire with the previous token"
+	case now.Before(last.signed.Add(last.expires.Sub(last.signed)/2)) && now.Sub(s.invalidated) >= refreshAfterRejectionEvery:
+		why = "asked early, after a refused login"
+	default:
+		return ""
+	}
+	s.invalidated = now
+	return why
 }
 
 func (s *Source) fail(ctx context.Context, op string, err error) error {

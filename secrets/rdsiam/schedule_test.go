@@ -3,6 +3,7 @@ package rdsiam_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -202,4 +203,82 @@ func TestRefusedTokenIsRebuiltOnceForAllCallers(t *testing.T) {
 		}
 		t.Logf("key revoked, %d callers: %d tokens built in all, %d logins refused with 28000", callers, len(src.tokens()), st.AuthFailures)
 	})
+}
+
+// TestRevokedCredentialsAreRefreshedAfterARefusal revokes the role
+// session the cached AWS credentials belong to ("revoke active sessions"):
+// the cache would hand them out for another hour, so every new token
+// would be refused. Asked for a token long before the current one
+// expires, which the connector does only after a refused login, Fetch has
+// the cache refresh them: one new set of credentials and one new token
+// serve every caller. If the new credentials are refused too, the cache
+// is refreshed at most once a minute, not once per store call.
+func TestRevokedCredentialsAreRefreshedAfterARefusal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeRDS()
+		issuer := &keyIssuer{life: time.Hour, verifier: db.verifier}
+		src := &recordingSource{Source: newSource(t, aws.NewCredentialsCache(issuer))}
+		c := newConnector(t, db, src, rotating.WithRotationWait(20*time.Second))
+		connectAll := func(n int) []error {
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range n {
+				wg.Go(func() {
+					conn, err := c.Connect(context.Background())
+					if err == nil {
+						conn.Close()
+					}
+					errs[i] = err
+				})
+			}
+			wg.Wait()
+			return nonNil(errs)
+		}
+		if errs := connectAll(1); len(errs) > 0 {
+			t.Fatal(errs[0])
+		}
+		time.Sleep(2 * time.Minute)
+		db.verifier.Revoke("ASIAROTATINGTEST0001")
+		if errs := connectAll(16); len(errs) > 0 {
+			t.Fatalf("%d of 16 callers failed after the revocation; first: %v", len(errs), errs[0])
+		}
+		if n, calls := len(src.tokens()), issuer.calls.Load(); n != 2 || calls != 2 {
+			t.Errorf("%d tokens and %d credential sets after the revocation, want 2 and 2", n, calls)
+		}
+
+		// From now on IAM refuses every key: the callers give up after the
+		// rotation wait, with the database's 28000 inside.
+		issuer.refuseNew.Store(true)
+		time.Sleep(2 * time.Minute)
+		db.verifier.Revoke("ASIAROTATINGTEST0002")
+		callsBefore, tokensBefore, start := issuer.calls.Load(), len(src.tokens()), time.Now()
+		errs := connectAll(4)
+		if len(errs) != 4 {
+			t.Fatalf("%d of 4 callers failed with every key refused, want 4", len(errs))
+		}
+		var authErr *rotating.AuthError
+		if !errors.As(errs[0], &authErr) || !strings.Contains(errs[0].Error(), "28000") {
+			t.Errorf("the callers' error is %v, want an *rotating.AuthError with 28000", errs[0])
+		}
+		elapsed := time.Since(start)
+		builds := len(src.tokens()) - tokensBefore
+		refreshes := issuer.calls.Load() - callsBefore
+		if builds < 3 {
+			t.Errorf("%d tokens built in the %v the callers waited, want the store re-asked each backoff step", builds, elapsed)
+		}
+		if max := 1 + int64(elapsed/time.Minute); refreshes < 1 || refreshes > max {
+			t.Errorf("the credentials were refreshed %d times in %v of refusals, want 1..%d (at most once a minute)", refreshes, elapsed, max)
+		}
+		t.Logf("every key refused: %d tokens built and %d credential refreshes in %v", builds, refreshes, elapsed.Round(time.Millisecond))
+	})
+}
+
+func nonNil(errs []error) []error {
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
 }
