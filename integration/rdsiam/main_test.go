@@ -211,7 +211,13 @@ type build struct {
 
 func (w *world) source(t *testing.T) *tokenSource {
 	t.Helper()
-	inner, err := rdsiam.New(aws.Config{Credentials: w.cache, Region: region}, w.db, rdsiam.WithLogger(w.logger))
+	return w.sourceWith(t, w.cache)
+}
+
+// sourceWith is source with AWS credentials from provider.
+func (w *world) sourceWith(t *testing.T, provider aws.CredentialsProvider) *tokenSource {
+	t.Helper()
+	inner, err := rdsiam.New(aws.Config{Credentials: provider, Region: region}, w.db, rdsiam.WithLogger(w.logger))
 	if err != nil {
 		t.Fatal(err)
 	}
