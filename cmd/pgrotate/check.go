@@ -31,9 +31,10 @@ import (
 	"github.com/pgrotate/rotating/pgxv5"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
+	"github.com/pgrotate/rotating/secrets/rdsiam"
 )
 
-const checkUsage = `Usage: pgrotate check [-dsn DSN] (-secret-id ID | -file PATH | -env | -env-json VAR) [flags]
+const checkUsage = `Usage: pgrotate check [-dsn DSN] (-secret-id ID | -file PATH | -env | -env-json VAR | -iam [-region R]) [flags]
 
 Checks a deployment's set-up the way the rotating connector will use it:
 fetches the credential from the source, reports what it found (username,
@@ -57,13 +58,22 @@ AWS_ENDPOINT_URL_SECRETS_MANAGER (for a local endpoint such as
 "pgrotate sm-server"). It needs secretsmanager:GetSecretValue (and
 DescribeSecret for the rotation settings, which is optional).
 
+-iam logs in with an RDS IAM authentication token, as secrets/rdsiam does:
+built locally from the standard AWS configuration's credentials for the
+host, port and user of the DSN (which must name all three: the token is
+bound to them) in -region (default: the AWS configuration's), and reports
+when the token expires and what bounds it; never the token. It needs
+rds-db:connect on the database user, the user needs the rds_iam role, and
+RDS requires TLS (sslmode=verify-full with the RDS CA bundle).
+
 Flags:
 `
 
 type checkConfig struct {
 	dsn, secretID, file, envJSON string
 	driver                       driverName
-	env                          bool
+	env, iam                     bool
+	region                       string
 	timeout                      time.Duration
 	verbose                      bool
 }
@@ -83,19 +93,25 @@ func checkCommand(ctx context.Context, args []string, std *stdio) int {
 	fs.StringVar(&cfg.file, "file", "", "file holding the RDS-format JSON secret or a plain password")
 	fs.BoolVar(&cfg.env, "env", false, "environment variables DB_USER, DB_PASSWORD, DB_HOST, DB_PORT, DB_NAME")
 	fs.StringVar(&cfg.envJSON, "env-json", "", "one environment variable holding the whole JSON secret")
+	fs.BoolVar(&cfg.iam, "iam", false, "an RDS IAM authentication token for the DSN's host, port and user")
+	fs.StringVar(&cfg.region, "region", "", "with -iam: the DB instance's AWS region (default: the AWS configuration's)")
 	fs.DurationVar(&cfg.timeout, "timeout", 15*time.Second, "bound for each fetch and login")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logging (never a secret value)")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
 	n := 0
-	for _, set := range []bool{cfg.secretID != "", cfg.file != "", cfg.env, cfg.envJSON != ""} {
+	for _, set := range []bool{cfg.secretID != "", cfg.file != "", cfg.env, cfg.envJSON != "", cfg.iam} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		fmt.Fprintln(std.err, "pgrotate check: give one source: -secret-id ID, -file PATH, -env or -env-json VAR")
+		fmt.Fprintln(std.err, "pgrotate check: give one source: -secret-id ID, -file PATH, -env, -env-json VAR or -iam")
+		return exitUsage
+	}
+	if cfg.region != "" && !cfg.iam {
+		fmt.Fprintln(std.err, "pgrotate check: -region goes with -iam")
 		return exitUsage
 	}
 	if cfg.timeout <= 0 {
@@ -173,7 +189,15 @@ func (c *checker) run(ctx context.Context) int {
 	if err != nil {
 		return c.fail(exitSource, "credential", "%s", explainSourceError(err, c.region))
 	}
-	c.say("credential", "username %q, %s, fetched in %s", cred.Username, versionText(cred.Version), ms(time.Since(begin)))
+	if c.cfg.iam {
+		c.say("credential", "username %q, IAM token signed at %s, built in %s (the token is never shown)",
+			cred.Username, cred.Version, ms(time.Since(begin)))
+		c.more("the token expires at %s (in %s), %s", cred.Expires.UTC().Format(time.RFC3339),
+			time.Until(cred.Expires).Round(time.Second), c.expiryBound(cred))
+		c.more("the connector builds the next one ahead of that (rotating.WithRefreshBeforeExpiry)")
+	} else {
+		c.say("credential", "username %q, %s, fetched in %s", cred.Username, versionText(cred.Version), ms(time.Since(begin)))
+	}
 	var has []string
 	for _, f := range []struct {
 		name string
@@ -183,7 +207,7 @@ func (c *checker) run(ctx context.Context) int {
 			has = append(has, f.name)
 		}
 	}
-	if len(has) > 0 {
+	if len(has) > 0 && !c.cfg.iam {
 		c.more("the secret also holds: %s", strings.Join(has, ", "))
 	}
 
@@ -227,6 +251,8 @@ func (c *checker) source(ctx context.Context) (secrets.Source, int) {
 		return secrets.Env(secrets.EnvVars{}), exitOK
 	case c.cfg.envJSON != "":
 		return secrets.Env(secrets.EnvVars{JSON: c.cfg.envJSON}), exitOK
+	case c.cfg.iam:
+		return c.iamSource(ctx)
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
@@ -251,6 +277,38 @@ func (c *checker) source(ctx context.Context) (secrets.Source, int) {
 	}
 	fmt.Fprintf(c.out, "  %-10s  AWS Secrets Manager, %s\n", "aws", where)
 	return src, exitOK
+}
+
+// iamSource builds the RDS IAM source for the DSN's host, port and user.
+func (c *checker) iamSource(ctx context.Context) (secrets.Source, int) {
+	db, err := rdsiam.DBFromDSN(c.cfg.dsn)
+	if err != nil {
+		return nil, c.fail(exitUsage, "source", "%v", err)
+	}
+	db.Region = c.cfg.region
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+	defer cancel()
+	src, err := rdsiam.NewFromConfig(lctx, db)
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "no AWS region") {
+			hint = " (or give -region)"
+		}
+		return nil, c.fail(exitSource, "source", "%v%s", err, hint)
+	}
+	c.region = src.DB().Region
+	fmt.Fprintf(c.out, "  %-10s  RDS IAM authentication, region %s\n", "aws", c.region)
+	return src, exitOK
+}
+
+// expiryBound says what bounds an IAM token's life: RDS's 15 minutes, or
+// the AWS credentials' expiry.
+func (c *checker) expiryBound(cred secrets.Credential) string {
+	signed, err := time.Parse(time.RFC3339, cred.Version)
+	if err == nil && cred.Expires.Sub(signed) < rdsiam.TokenLifetime {
+		return "when the AWS credentials that signed it expire (sooner than RDS's 15 minutes)"
+	}
+	return "15 minutes after it was signed"
 }
 
 // printOrigins says where each login field comes from, by the connector's
@@ -309,7 +367,7 @@ func (c *checker) printOrigins(cred secrets.Credential, merged loginTarget) {
 		{"port", fmt.Sprint(merged.port), fromSecret("port", defaults, cred.Port != 0, port, fmt.Sprint(merged.port))},
 		{"dbname", merged.database, fromSecret("dbname", defaults+" (the user name)", cred.Database != "", cred.Database, merged.database)},
 		{"sslmode", sslmode, notSecret("sslmode", defaults)},
-		{"password", "(never shown)", "from the secret"},
+		{"password", "(never shown)", c.passwordOrigin()},
 	}
 	for i, r := range rows {
 		label := ""
@@ -327,6 +385,13 @@ func (c *checker) printOrigins(cred secrets.Credential, merged loginTarget) {
 	}
 }
 
+func (c *checker) passwordOrigin() string {
+	if c.cfg.iam {
+		return "the IAM token"
+	}
+	return "from the secret"
+}
+
 // login logs in with target, prints what it found and returns the login's
 // error, nil if it worked.
 func (c *checker) login(ctx context.Context, label string, target loginTarget) error {
@@ -335,11 +400,18 @@ func (c *checker) login(ctx context.Context, label string, target loginTarget) e
 	begin := time.Now()
 	info, err := probeLogin(ctx, target)
 	if err != nil {
+		if code, _, _ := serverError(err); c.cfg.iam && code == "28000" {
+			c.say(label, "FAIL: %s", explainIAMRefusal(err, target, c.region))
+			return err
+		}
 		c.say(label, "FAIL: %s", explainLoginError(err, target, c.cfg.timeout))
 		return err
 	}
 	c.say(label, "ok as %q on database %q in %s: PostgreSQL %s", info.user, info.database, ms(time.Since(begin)), info.version)
 	c.more("TLS: %s", info.tls)
+	if c.cfg.iam && !strings.HasPrefix(info.tls, "on") {
+		c.more("note: RDS accepts IAM tokens only over TLS; use sslmode=verify-full with the RDS CA bundle")
+	}
 	return nil
 }
 
@@ -650,8 +722,13 @@ func explainSourceError(err error, region string) string {
 		apiErr  smithy.APIError
 		signErr *v4.SigningError
 		netErr  *net.OpError
+		iamErr  *rdsiam.Error
 	)
 	switch {
+	case errors.Is(err, rdsiam.ErrNoAccessKey), errors.Is(err, rdsiam.ErrCredentialsExpired),
+		errors.As(err, &iamErr) && iamErr.Op == rdsiam.OpRetrieveCredentials:
+		return "no usable AWS credentials to sign the IAM token with: configure them (AWS_PROFILE, AWS_ACCESS_KEY_ID and " +
+			"AWS_SECRET_ACCESS_KEY, an instance or task role): " + err.Error()
 	case errors.Is(err, secrets.ErrMalformed):
 		return "the secret's value is malformed: " + err.Error() +
 			"; want the RDS JSON format {\"username\": ..., \"password\": ..., \"host\": ..., \"port\": ..., \"dbname\": ...} or a plain password"
@@ -685,6 +762,17 @@ func explainSourceError(err error, region string) string {
 		return "cannot reach the secret store: " + err.Error()
 	}
 	return err.Error()
+}
+
+// explainIAMRefusal says why RDS may have refused an IAM token (SQLSTATE
+// 28000, "PAM authentication failed") and what to check.
+func explainIAMRefusal(err error, target loginTarget, region string) string {
+	_, message, _ := serverError(err)
+	return fmt.Sprintf("the server refused the IAM token (SQLSTATE 28000: %s). Check that the database user has the role "+
+		"(GRANT rds_iam TO %s), that this AWS identity may rds-db:connect on "+
+		"arn:aws:rds-db:%s:ACCOUNT:dbuser:DBI-RESOURCE-ID/%s, that %s:%d is the instance's (or proxy's) endpoint, "+
+		"which the token is signed for, that %s is its region, and that this machine's clock is right",
+		message, target.user, region, target.user, target.host, target.port, region)
 }
 
 // serverError is the server's refusal inside err, whichever driver

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/rdsauth"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
@@ -256,4 +259,90 @@ func TestParseDriver(t *testing.T) {
 			t.Errorf("parseDriver(%q) = %q: want it refused", in, got)
 		}
 	}
+}
+
+// TestCheckIAM runs check -iam against a real PostgreSQL whose logins for
+// the role go through the RDS stand-in of internal/rdsauth (pg_hba.conf's
+// ldap method and a token verifier for the environment's AWS keys), so
+// that the token check builds is accepted or refused as RDS would, with
+// 28000.
+func TestCheckIAM(t *testing.T) {
+	const (
+		keyID   = "AKIACHECKIAMTEST0001"
+		secret  = "check-iam-secret-access-key"
+		session = "check-iam-session-token"
+	)
+	pg := pgtest.Server(t)
+	role, password := newRole(t, pg)
+	v := rdsauth.NewVerifier(net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), "us-east-1")
+	v.Allow(aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret, SessionToken: session})
+	ldap, err := rdsauth.StartLDAP(v.Check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ldap.Close)
+	if err := ldap.Route(t.Context(), pg, role); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": keyID, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": session,
+		"AWS_PROFILE": "", "AWS_CONFIG_FILE": filepath.Join(dir, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
+		"AWS_WEB_IDENTITY_TOKEN_FILE": "", "AWS_ROLE_ARN": "",
+	} {
+		t.Setenv(k, v)
+	}
+	dsn := fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable", pg.Host, pg.Port, role)
+
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want []string
+	}{
+		{"ok", []string{"-dsn", dsn}, nil, exitOK, []string{
+			"RDS IAM authentication, region us-east-1", "rds-iam " + role + "@", `username "` + role + `", IAM token signed at `,
+			"the token expires at ", "), 15 minutes after it was signed", "password (never shown)          the IAM token",
+			"ok as \"" + role + "\"", "TLS: off", "RDS accepts IAM tokens only over TLS", "exit 0"}},
+		{"region flag", []string{"-dsn", dsn, "-region", "eu-west-1"}, nil, exitDatabase, []string{
+			"region eu-west-1", "refused the IAM token (SQLSTATE 28000", "GRANT rds_iam TO " + role,
+			"rds-db:connect on arn:aws:rds-db:eu-west-1:ACCOUNT:dbuser:DBI-RESOURCE-ID/" + role, "exit 3"}},
+		{"key not allowed", []string{"-dsn", dsn}, map[string]string{"AWS_ACCESS_KEY_ID": "AKIACHECKIAMUNKNOWN1"}, exitDatabase, []string{
+			"SQLSTATE 28000", "exit 3"}},
+		{"short credentials", []string{"-dsn", dsn}, map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""},
+			exitSource, []string{"no usable AWS credentials to sign the IAM token with", "exit 2"}},
+		{"no user", []string{"-dsn", baseDSN(pg)}, nil, exitUsage, []string{"names no user"}},
+		{"no region", []string{"-dsn", dsn}, map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": ""}, exitSource, []string{"no AWS region", "(or give -region)"}},
+	}
+	for _, drv := range []driverName{driverPQ, driverPGX} {
+		for _, tc := range cases {
+			t.Run(string(drv)+"/"+tc.name, func(t *testing.T) {
+				for k, v := range tc.env {
+					t.Setenv(k, v)
+				}
+				args := append([]string{"check", "-iam", "-driver", string(drv)}, tc.args...)
+				r := runCmd(t, t.Context(), args, nil)
+				if r.code != tc.code {
+					t.Errorf("exit %d, want %d", r.code, tc.code)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(r.out, w) {
+						t.Errorf("output lacks %q", w)
+					}
+				}
+				assertNoSecret(t, "check's output", r.out+r.err, secret, session, password, "X-Amz-Signature", "X-Amz-Credential")
+			})
+		}
+	}
+	if v.Accepted() != 2 {
+		t.Errorf("the stand-in accepted %d tokens, want 2 (one per driver)", v.Accepted())
+	}
+	t.Run("-region without -iam", func(t *testing.T) {
+		r := runCmd(t, t.Context(), []string{"check", "-env", "-region", "us-east-1"}, nil)
+		if r.code != exitUsage || !strings.Contains(r.err, "-region goes with -iam") {
+			t.Errorf("exit %d, want %d and '-region goes with -iam'", r.code, exitUsage)
+		}
+	})
 }
