@@ -42,8 +42,7 @@
 //     application's user to the awssmatokenreader group);
 //  3. AWS_SESSION_TOKEN, which Lambda sets, and which the Lambda extension
 //     and the agent packaged as a Lambda extension take as their token;
-//  4. AWS_CONTAINER_AUTHORIZATION_TOKEN (Lambda SnapStart, EKS Pod
-//     Identity).
+//  4. AWS_CONTAINER_AUTHORIZATION_TOKEN (Lambda functions with SnapStart).
 //
 // The agent itself reads AWS_TOKEN, AWS_SESSION_TOKEN and
 // AWS_CONTAINER_AUTHORIZATION_TOKEN in that order; the file comes before
@@ -89,6 +88,12 @@
 // secret updated), each store step of the connector's incident reads
 // AWSCURRENT with refreshNow=true, as a direct client would call Secrets
 // Manager. docs/smagent.md has the measured counts.
+//
+// refreshNow is documented for the agent, not for AWS's Parameters and
+// Secrets Lambda extension; if the extension ignores it, a stale copy is
+// served until its TTL (SECRETS_MANAGER_TTL). The rotation window is still
+// bridged (a first read of AWSPENDING is not cached), but a runbook
+// rotation may be seen only after that TTL.
 //
 // The one case that costs more than without the agent: if the credential
 // the database rejected works again later (a rolled-back password change)
