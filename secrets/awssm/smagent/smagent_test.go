@@ -349,7 +349,7 @@ func TestFetchPendingNone(t *testing.T) {
 }
 
 func TestAgentErrors(t *testing.T) {
-	srv, agent := startAgent(t, awssmtest.WithAgentTimeout(300*time.Millisecond), awssmtest.WithAgentMaxConnections(1))
+	srv, agent := startAgent(t, awssmtest.WithAgentTimeout(300*time.Millisecond))
 	srv.CreateSecret("s", `{"username":"app","password":"p1-secret"}`)
 	token := agent.Token()
 	var logs testkit.LogBuffer
@@ -384,8 +384,10 @@ func TestAgentErrors(t *testing.T) {
 		}
 	})
 	t.Run("over the connection limit", func(t *testing.T) {
-		// The agent allows one request at a time; the first one waits out
-		// an injected latency, in flight.
+		// An agent that allows one request at a time; the first one waits
+		// out an injected latency, in flight.
+		agent := srv.NewAgent(awssmtest.WithAgentMaxConnections(1), awssmtest.WithAgentToken(token)).Start()
+		defer agent.Close()
 		agent.InjectFault(awssmtest.Fault{Latency: 2 * time.Second, Count: 1})
 		src := newSource(t, agent, "s", smagent.WithLogger(logger))
 		before := agent.Stats().Requests
