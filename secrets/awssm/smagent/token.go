@@ -17,13 +17,18 @@ const DefaultTokenFile = "/var/run/awssmatoken"
 // of its ssrf_env_variables default. A value of AWS_TOKEN may be
 // "file://PATH", naming a file that holds the token.
 const (
-	EnvToken                   = "AWS_TOKEN"
-	EnvSessionToken            = "AWS_SESSION_TOKEN"
-	EnvContainerAuthorization  = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
-	fileScheme                 = "file://"
-	maxTokenFile               = 64 << 10
-	tokenFileAdvice            = " (on EC2, add the application's user to the awssmatokenreader group)"
-	defaultTokenSourceDescribe = EnvToken + ", " + DefaultTokenFile + ", " + EnvSessionToken + " or " + EnvContainerAuthorization
+	EnvToken                  = "AWS_TOKEN"
+	EnvSessionToken           = "AWS_SESSION_TOKEN"
+	EnvContainerAuthorization = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
+)
+
+const (
+	fileScheme   = "file://"
+	maxTokenFile = 64 << 10
+	// tokenFileAdvice follows a permission error on a token file.
+	tokenFileAdvice = " (on EC2, add the application's user to the awssmatokenreader group)"
+	// tokenPlaces lists where the discovery looks, for ErrNoToken.
+	tokenPlaces = EnvToken + ", " + DefaultTokenFile + ", " + EnvSessionToken + " or " + EnvContainerAuthorization
 )
 
 // tokenFinder says where a Source's token comes from. Exactly one of its
@@ -85,7 +90,7 @@ func (f tokenFinder) find() (token, from string, err error) {
 			return token, name, err
 		}
 	}
-	return "", "", fmt.Errorf("%w: none of %s is set or exists", ErrNoToken, defaultTokenSourceDescribe)
+	return "", "", fmt.Errorf("%w: none of %s is set or exists", ErrNoToken, tokenPlaces)
 }
 
 // readTokenFile reads a token file as the agent does: its contents with
