@@ -85,9 +85,10 @@ type stdio struct {
 	errTTY bool      // err is a terminal: redraw the progress line in place
 
 	// Test hooks.
-	demo     *demoHooks       // servers to use instead of starting them
-	report   func(*Report)    // receives the demo's report
-	onListen func(url string) // sm-server or vault-server is serving at url
+	demo     *demoHooks                  // servers to use instead of starting them
+	report   func(*Report)               // receives the demo's report
+	onListen func(url string)            // sm-server or vault-server is serving at url
+	onAgent  func(url, tokenFile string) // sm-server -agent is serving at url
 }
 
 // run runs the command named by args[0] and returns the exit code.

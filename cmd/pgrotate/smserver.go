@@ -10,12 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
-const smServerUsage = `Usage: pgrotate sm-server [-addr 127.0.0.1:4566] [-seed secrets.json] [-v]
+const smServerUsage = `Usage: pgrotate sm-server [-addr 127.0.0.1:4566] [-seed secrets.json] [-agent 127.0.0.1:2773] [-v]
 
 Runs a local AWS Secrets Manager-compatible endpoint (the awssmtest package)
 until Ctrl-C, so that your application, the AWS CLI or an SDK can be pointed
@@ -26,6 +27,16 @@ environment variables that point the AWS SDKs at it.
 It implements CreateSecret, GetSecretValue, PutSecretValue,
 UpdateSecretVersionStage, DescribeSecret, ListSecretVersionIds,
 GetRandomPassword, RotateSecret (no Lambda is invoked) and DeleteSecret.
+
+With -agent, it also serves the local API of the AWS Secrets Manager Agent
+(and of the Parameters and Secrets Lambda extension) on that loopback
+address, in front of the same secrets: GET /secretsmanager/get?secretId=...
+with the token in X-Aws-Parameters-Secrets-Token, a TTL cache (-agent-ttl,
+300s by default, as the agent's), refreshNow=true. A rotation done through
+the Secrets Manager endpoint shows through the agent after the TTL, as with
+the real agent. The token is written to a file (-agent-token-file, by
+default a new temporary file) whose path is printed as AWS_TOKEN=file://...,
+which the secrets/awssm/smagent source reads.
 
 The seed file is a JSON list of secrets, each created with AWSCURRENT on
 its value; a value that is a JSON object is stored as its JSON text:
@@ -114,23 +125,31 @@ func smServerCommand(ctx context.Context, args []string, std *stdio) int {
 	addr := fs.String("addr", "127.0.0.1:4566", "loopback address to listen on (port 0 picks a free one)")
 	seed := fs.String("seed", "", "JSON file of secrets to create at start (see above)")
 	verbose := fs.Bool("v", false, "log every request (operation, secret id, status; never a value)")
+	agentAddr := fs.String("agent", "", "also serve the Secrets Manager Agent's API on this loopback address (e.g. 127.0.0.1:2773)")
+	agentTTL := fs.Duration("agent-ttl", awssmtest.DefaultAgentTTL, "how long the agent serves a cached value before it checks the version (0: no cache)")
+	agentTokenFile := fs.String("agent-token-file", "", "file to write the agent's token to (default: a new temporary file)")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
 	log := newLogger(std.err, *verbose)
 
-	host, _, err := net.SplitHostPort(*addr)
-	if err != nil {
-		fmt.Fprintf(std.err, "pgrotate sm-server: -addr %q: %v\n", *addr, err)
+	if msg := checkLoopback(*addr); msg != "" {
+		fmt.Fprintf(std.err, "pgrotate sm-server: -addr %q: %s\n", *addr, msg)
 		return exitUsage
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		fmt.Fprintf(std.err, "pgrotate sm-server: -addr %q: serve on a loopback address (127.0.0.1, [::1], localhost): "+
-			"the endpoint accepts any signature, so it must not be reachable from other machines\n", *addr)
+	if *agentAddr != "" {
+		if msg := checkLoopback(*agentAddr); msg != "" {
+			fmt.Fprintf(std.err, "pgrotate sm-server: -agent %q: %s\n", *agentAddr, msg)
+			return exitUsage
+		}
+	}
+	if *agentTTL < 0 {
+		fmt.Fprintf(std.err, "pgrotate sm-server: -agent-ttl %v: want 0 or more\n", *agentTTL)
 		return exitUsage
 	}
 	var names, values []string
 	if *seed != "" {
+		var err error
 		if names, values, err = readSeed(*seed); err != nil {
 			fmt.Fprintf(std.err, "pgrotate sm-server: -seed %s: %v\n", *seed, err)
 			return exitUsage
@@ -161,14 +180,92 @@ func smServerCommand(ctx context.Context, args []string, std *stdio) int {
 	fmt.Fprintf(std.out, "export AWS_ACCESS_KEY_ID=AKIAPGROTATEDUMMY000  # any value: the endpoint checks no signature\n")
 	fmt.Fprintf(std.out, "export AWS_SECRET_ACCESS_KEY=dummy\n")
 	fmt.Fprintf(std.out, "# e.g. aws secretsmanager get-secret-value --secret-id NAME  (older CLIs: --endpoint-url %s)\n", url)
+
+	serveAgent, stopAgent := func() error { return nil }, func() {}
+	if *agentAddr != "" {
+		opts := []awssmtest.AgentOption{awssmtest.WithAgentTTL(*agentTTL)}
+		if *verbose {
+			opts = append(opts, awssmtest.WithAgentLogger(log))
+		}
+		agent := srv.NewAgent(opts...)
+		defer agent.Close()
+		tokenFile, err := writeAgentToken(*agentTokenFile, agent.Token())
+		if err != nil {
+			fmt.Fprintf(std.err, "pgrotate sm-server: -agent-token-file: %v\n", err)
+			ln.Close()
+			return exitSource
+		}
+		if *agentTokenFile == "" {
+			defer os.RemoveAll(filepath.Dir(tokenFile))
+		}
+		aln, err := lc.Listen(ctx, "tcp", *agentAddr)
+		if err != nil {
+			fmt.Fprintf(std.err, "pgrotate sm-server: -agent: %v\n", err)
+			ln.Close()
+			return exitSource
+		}
+		agentURL := "http://" + aln.Addr().String()
+		fmt.Fprintf(std.out, "# Secrets Manager Agent API at %s (TTL %v); point the smagent source at it with:\n", agentURL, *agentTTL)
+		fmt.Fprintf(std.out, "export AWS_TOKEN=file://%s\n", tokenFile)
+		if _, port, _ := net.SplitHostPort(aln.Addr().String()); port != "2773" {
+			fmt.Fprintf(std.out, "export PARAMETERS_SECRETS_EXTENSION_HTTP_PORT=%s  # or smagent.WithEndpoint(%q)\n", port, agentURL)
+		}
+		fmt.Fprintf(std.out, "# e.g. curl -H \"X-Aws-Parameters-Secrets-Token: $(cat %s)\" '%s/secretsmanager/get?secretId=NAME'\n", tokenFile, agentURL)
+		log.Info("agent serving", slog.String("url", agentURL), slog.Duration("ttl", *agentTTL), slog.String("token_file", tokenFile))
+		if std.onAgent != nil {
+			std.onAgent(agentURL, tokenFile)
+		}
+		serveAgent, stopAgent = func() error { return agent.Serve(ctx, aln) }, agent.Close
+	}
+
 	log.Info("serving until Ctrl-C", slog.String("url", url), slog.Int("secrets", len(names)))
 	if std.onListen != nil {
 		std.onListen(url)
 	}
-	if err := srv.Serve(ctx, ln); err != nil {
+	served := make(chan error, 1)
+	go func() { served <- serveAgent() }()
+	err = srv.Serve(ctx, ln)
+	stopAgent() // if the Secrets Manager endpoint stopped on its own
+	if aerr := <-served; err == nil {
+		err = aerr
+	}
+	if err != nil {
 		fmt.Fprintf(std.err, "pgrotate sm-server: %v\n", err)
 		return exitSource
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// checkLoopback returns why addr is not a loopback host:port, or "".
+func checkLoopback(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err.Error()
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return "serve on a loopback address (127.0.0.1, [::1], localhost): " +
+			"the endpoints serve secrets to any signature, so they must not be reachable from other machines"
+	}
+	return ""
+}
+
+// writeAgentToken writes token to path (0600), or to a new file in a new
+// temporary directory if path is empty, and returns the file's path.
+func writeAgentToken(path, token string) (string, error) {
+	if path == "" {
+		dir, err := os.MkdirTemp("", "pgrotate-agent-")
+		if err != nil {
+			return "", err
+		}
+		path = filepath.Join(dir, "awssmatoken")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(abs, []byte(token+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return abs, nil
 }

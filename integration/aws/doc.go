@@ -16,6 +16,13 @@
 //     rejected once and working again), met by workers whose statements
 //     (SELECT 1, each on a new login) have a deadline: issue 8's defect 1.
 //
+// The same rotations, faults and counts run through the Secrets Manager
+// Agent too (agent_test.go): the smagent source over HTTP to the awssmtest
+// agent in front of the same endpoint, with the agent failing in four ways
+// (a refused token, its connection limit, down, slow), and eight processes
+// of one host read Secrets Manager directly and through one agent, to
+// measure what the agent saves.
+//
 // The two rotations run once per driver of internal/testkit/drivers
 // (subtests lib/pq and pgx), with the same body and assertions. Every test
 // checks that no statement failed, that every acknowledged row is in the

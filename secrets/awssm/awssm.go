@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -16,6 +15,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/pgrotate/rotating/secrets"
+	"github.com/pgrotate/rotating/secrets/awssm/internal/secretvalue"
 )
 
 // Staging labels that Secrets Manager's rotation gives a meaning to.
@@ -169,23 +169,14 @@ func (s *Source) FetchPending(ctx context.Context, rejected secrets.Credential) 
 		return fail("", err)
 	}
 	version := aws.ToString(out.VersionId)
-	// Labelled AWSCURRENT too: the rotation has finished, before or after
-	// the Fetch that returned rejected; only rejected can tell which.
-	finished := slices.Contains(out.VersionStages, s.stage)
-	if version != "" && version == rejected.Version {
-		if finished {
-			return noPending(version, "the "+StagePending+" version is also "+s.stage+" (no rotation in progress)")
-		}
-		return noPending(version, "the "+StagePending+" version is the rejected one")
-	}
-	cred, err := s.parse(out)
-	if err != nil {
+	cred, finished, whyNone, err := valueOf(out).Pending(s.stage, rejected, s.keys)
+	switch {
+	case whyNone != "":
+		return noPending(version, whyNone)
+	case err != nil:
 		s.log.LogAttrs(ctx, slog.LevelDebug, "awssm: secret value unusable",
 			slog.String("stage", StagePending), slog.String("version", version), slog.Any("error", err))
 		return fail(version, err)
-	}
-	if cred.SameLogin(rejected) {
-		return noPending(version, "the "+StagePending+" version holds the rejected login")
 	}
 	msg := "awssm: fetched secret"
 	if finished {
@@ -238,22 +229,16 @@ func redactDeserializationError(err error) error {
 // parse turns a GetSecretValue answer into a credential. On error the
 // returned credential carries only the Version, for the error.
 func (s *Source) parse(out *secretsmanager.GetSecretValueOutput) (secrets.Credential, error) {
-	version := aws.ToString(out.VersionId)
-	var (
-		cred secrets.Credential
-		err  error
-	)
-	switch {
-	case out.SecretString != nil:
-		cred, err = secrets.ParseSecret([]byte(*out.SecretString), s.keys)
-	case out.SecretBinary != nil:
-		cred, err = secrets.ParseSecret(out.SecretBinary, s.keys)
-	default:
-		err = fmt.Errorf("%w: the version holds neither SecretString nor SecretBinary", secrets.ErrEmptyPassword)
+	return valueOf(out).Credential(s.keys)
+}
+
+// valueOf is the part of an answer that the rules of package secretvalue,
+// shared with the Secrets Manager Agent's source, read.
+func valueOf(out *secretsmanager.GetSecretValueOutput) secretvalue.Value {
+	return secretvalue.Value{
+		VersionID:     aws.ToString(out.VersionId),
+		SecretString:  out.SecretString,
+		SecretBinary:  out.SecretBinary,
+		VersionStages: out.VersionStages,
 	}
-	if err != nil {
-		return secrets.Credential{Version: version}, err
-	}
-	cred.Version = version
-	return cred, nil
 }

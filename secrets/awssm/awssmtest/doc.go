@@ -40,6 +40,17 @@
 // same ClientRequestToken fills it) and calls the hook given with
 // [WithOnRotate], which can run the rotation steps itself.
 //
+// # The Secrets Manager Agent
+//
+// [Server.NewAgent] puts a stand-in for the AWS Secrets Manager Agent (and
+// the AWS Parameters and Secrets Lambda extension, which has the same
+// API) in front of the same store: GET /secretsmanager/get?secretId=...
+// with the X-Aws-Parameters-Secrets-Token header, its TTL cache (a
+// rotation done through the Secrets Manager API shows through the agent
+// only after the TTL, unless refreshNow=true), its 403 and 429 answers, and
+// counters that tell agent requests from store calls ([Agent.Stats]). The
+// secrets/awssm/smagent source reads through it.
+//
 // # Test hooks
 //
 // Tests can set state without the SDK ([Server.CreateSecret],

@@ -266,14 +266,8 @@ func (s *Server) Close() {
 // [ErrNotLoopback]. While serving, [Server.URL] names the address, if
 // [Server.Start] has not set it already.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("awssmtest: listen address %q: %w", addr, err)
-	}
-	if host != "localhost" {
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("%w: %q", ErrNotLoopback, addr)
-		}
+	if err := checkLoopbackAddr(addr); err != nil {
+		return err
 	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -290,10 +284,8 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // their context cancelled. While serving, [Server.URL] names ln's address,
 // if [Server.Start] has not set it already.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	tcp, ok := ln.Addr().(*net.TCPAddr)
-	if !ok || !tcp.IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
+	if err := checkLoopbackListener(ln); err != nil {
+		return err
 	}
 	url := "http://" + ln.Addr().String()
 	s.mu.Lock()
@@ -315,8 +307,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
+	return serveLoopback(ctx, ln, s, s.closed)
+}
+
+// serveLoopback serves h on ln, which the caller checked is on loopback,
+// until ctx is done or closed is closed, then shuts down and returns nil;
+// it returns the error if serving fails first.
+func serveLoopback(ctx context.Context, ln net.Listener, h http.Handler, closed <-chan struct{}) error {
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		// Request contexts derive from ctx, so hanging requests end with it.
 		BaseContext: func(net.Listener) context.Context { return ctx },
@@ -327,7 +326,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case err := <-served:
 		return fmt.Errorf("awssmtest: serve: %w", err)
 	case <-ctx.Done():
-	case <-s.closed:
+	case <-closed:
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -335,6 +334,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		hs.Close()
 	}
 	<-served // http.ErrServerClosed
+	return nil
+}
+
+// checkLoopbackAddr returns an error wrapping ErrNotLoopback unless addr is
+// a loopback host:port (or localhost:port).
+func checkLoopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("awssmtest: listen address %q: %w", addr, err)
+	}
+	if host != "localhost" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%w: %q", ErrNotLoopback, addr)
+		}
+	}
+	return nil
+}
+
+// checkLoopbackListener closes ln and returns an error wrapping
+// ErrNotLoopback unless ln is bound to a loopback address.
+func checkLoopbackListener(ln net.Listener) error {
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
+	}
 	return nil
 }
 
@@ -531,7 +556,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (op, secretID str
 	s.mu.Unlock()
 
 	if faulted {
-		if !s.wait(r.Context(), fault) {
+		if !waitFault(r.Context(), s.closed, fault) {
 			// The client gave up or the server is closing: drop the
 			// connection rather than send an answer nobody asked for, or
 			// an empty 200 that a client would take for success.
@@ -561,30 +586,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (op, secretID str
 	}
 	writeJSON(w, http.StatusOK, out)
 	return op, secretID, http.StatusOK, ""
-}
-
-// wait sleeps for f's latency and hangs if f says so. It reports false if
-// the request's context ended or the server closed first.
-func (s *Server) wait(ctx context.Context, f Fault) bool {
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-s.closed:
-			return false
-		}
-	}
-	if f.Hang {
-		select {
-		case <-ctx.Done():
-		case <-s.closed:
-		}
-		return false
-	}
-	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
