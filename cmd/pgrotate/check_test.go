@@ -51,7 +51,7 @@ func putPending(t *testing.T, sm *awssmtest.Server, id, value string) {
 func TestCheckAWS(t *testing.T) {
 	pg := pgtest.Shared(t)
 	sm := startSM(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	wrong := newPassword()
 	dsn := baseDSN(pg)
 
@@ -141,7 +141,7 @@ func TestCheckAWS(t *testing.T) {
 
 func TestCheckFileAndEnv(t *testing.T) {
 	pg := pgtest.Shared(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	dsn := baseDSN(pg)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "db.json")

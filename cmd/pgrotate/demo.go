@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -519,7 +520,7 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 	go func() {
 		defer close(scheduled)
 		for i, ev := range st.events {
-			if sleepCtx(ctx, time.Until(eventAt(st.start, st.duration, i+1, len(st.events)))) != nil {
+			if testkit.Sleep(ctx, time.Until(eventAt(st.start, st.duration, i+1, len(st.events)))) != nil {
 				return
 			}
 			st.runEvent(ctx, plan, ev)
@@ -545,7 +546,7 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 	}
 	// Whole seconds, so that every second of the timeline is a full one.
 	st.seconds = int(math.Ceil(end.Sub(st.start).Seconds()))
-	_ = sleepCtx(ctx, time.Until(st.start.Add(time.Duration(st.seconds)*time.Second)))
+	_ = testkit.Sleep(ctx, time.Until(st.start.Add(time.Duration(st.seconds)*time.Second)))
 	if ctx.Err() != nil {
 		st.interrupted = true
 		st.seconds = int(math.Ceil(time.Since(st.start).Seconds()))

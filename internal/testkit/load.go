@@ -61,12 +61,7 @@ func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPer
 				}
 				l.mu.Unlock()
 				if pause > 0 {
-					t := time.NewTimer(pause)
-					select {
-					case <-t.C:
-					case <-ctx.Done():
-						t.Stop()
-					}
+					_ = Sleep(ctx, pause)
 				}
 			}
 		})
