@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"io"
 	"slices"
 	"sort"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/pgrotate/rotating/internal/naive"
 )
 
 // Workload settings shared by every approach, so that they are compared on
@@ -80,15 +80,9 @@ func (c probedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (c probedConnector) Driver() driver.Driver { return c.inner.Driver() }
 
-// isAuthFailure reports whether err is the server refusing a login:
-// SQLSTATE 28P01 or 28000, anywhere in the chain.
-func isAuthFailure(err error) bool {
-	var st interface{ SQLState() string }
-	if err == nil || !errors.As(err, &st) {
-		return false
-	}
-	return st.SQLState() == "28P01" || st.SQLState() == "28000"
-}
+// isAuthFailure is the server refusing a login (28P01, 28000), as the
+// naive approaches and the benchmarks tell it.
+var isAuthFailure = naive.IsAuthFailure
 
 // loginSample is one Connect call as database/sql saw it.
 type loginSample struct {
