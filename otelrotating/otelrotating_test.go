@@ -12,6 +12,7 @@ import (
 
 	"github.com/XSAM/otelsql"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
@@ -90,6 +91,21 @@ func newReader(t *testing.T) (*sdkmetric.ManualReader, *sdkmetric.MeterProvider)
 		}
 	})
 	return reader, mp
+}
+
+// registered returns a connector over a fake database whose store holds
+// oldPassword, registered with opts on a provider read by reader.
+func registered(t *testing.T, opts ...otelrotating.Option) (*sdkmetric.ManualReader, *testkit.FakeDB, *store, *rotating.Connector, *sql.DB, metric.Registration) {
+	t.Helper()
+	reader, mp := newReader(t)
+	db := testkit.NewFakeDB("app", oldPassword)
+	src := &store{current: secrets.Credential{Username: "app", Password: oldPassword, Version: "v1"}}
+	c, sqlDB := newConnector(t, db, src)
+	reg, err := otelrotating.Register(c, append([]otelrotating.Option{otelrotating.WithMeterProvider(mp)}, opts...)...)
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return reader, db, src, c, sqlDB, reg
 }
 
 // point is one data point of a collection.
@@ -182,14 +198,7 @@ func rotate(t *testing.T, db *testkit.FakeDB, src *store, sqlDB *sql.DB) {
 }
 
 func TestRegisterReportsStats(t *testing.T) {
-	reader, mp := newReader(t)
-	db := testkit.NewFakeDB("app", oldPassword)
-	src := &store{current: secrets.Credential{Username: "app", Password: oldPassword, Version: "v1"}}
-	c, sqlDB := newConnector(t, db, src)
-	reg, err := otelrotating.Register(c, otelrotating.WithMeterProvider(mp), otelrotating.WithName("orders"))
-	if err != nil {
-		t.Fatalf("Register: %v", err)
-	}
+	reader, db, src, c, sqlDB, reg := registered(t, otelrotating.WithName("orders"))
 	defer reg.Unregister()
 
 	// Before the first fetch: every counter 0, generation 0, no age.
@@ -278,14 +287,7 @@ func TestRegisterReportsStats(t *testing.T) {
 }
 
 func TestAttributesHoldNoSecret(t *testing.T) {
-	reader, mp := newReader(t)
-	db := testkit.NewFakeDB("app", oldPassword)
-	src := &store{current: secrets.Credential{Username: "app", Password: oldPassword, Version: "v1"}}
-	c, sqlDB := newConnector(t, db, src)
-	reg, err := otelrotating.Register(c, otelrotating.WithMeterProvider(mp), otelrotating.WithName("orders"))
-	if err != nil {
-		t.Fatalf("Register: %v", err)
-	}
+	reader, db, src, _, sqlDB, reg := registered(t, otelrotating.WithName("orders"))
 	defer reg.Unregister()
 	rotate(t, db, src, sqlDB)
 
@@ -309,14 +311,7 @@ func TestAttributesHoldNoSecret(t *testing.T) {
 }
 
 func TestUnregisterStopsReporting(t *testing.T) {
-	reader, mp := newReader(t)
-	db := testkit.NewFakeDB("app", oldPassword)
-	src := &store{current: secrets.Credential{Username: "app", Password: oldPassword, Version: "v1"}}
-	c, sqlDB := newConnector(t, db, src)
-	reg, err := otelrotating.Register(c, otelrotating.WithMeterProvider(mp))
-	if err != nil {
-		t.Fatalf("Register: %v", err)
-	}
+	reader, _, _, _, sqlDB, reg := registered(t)
 	if err := sqlDB.Ping(); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
