@@ -102,7 +102,7 @@ func TestConcurrentFirstConnectsShareOneFetch(t *testing.T) {
 			t.Errorf("%d of 100 first Connects failed: %v", failed, err)
 		}
 	}()
-	waitFor(func() bool { return src.fetches.Load() >= 1 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the first fetch", func() bool { return src.fetches.Load() >= 1 })
 	time.Sleep(20 * time.Millisecond) // let the other callers pile up on the fetch
 	close(release)
 	<-done
@@ -339,9 +339,7 @@ func TestStoreDownKeepsUsingCachedCredential(t *testing.T) {
 	mustConnect(t, c)
 	storeDown := errors.New("connection refused")
 	src.setErr(storeDown)
-	if !waitFor(func() bool { return c.Stats().FetchErrors >= 2 }) {
-		t.Fatal("background refresh did not run")
-	}
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the background refresh to run (2 fetch errors)", func() bool { return c.Stats().FetchErrors >= 2 })
 	for range 10 {
 		mustConnect(t, c) // still works with the cached credential
 	}
@@ -374,7 +372,7 @@ func TestOneCallerCancellingDoesNotFailTheOthers(t *testing.T) {
 	patientErr := make(chan error, 1)
 	go func() { _, err := c.Connect(context.Background()); patientErr <- err }()
 
-	waitFor(func() bool { return src.fetches.Load() >= 1 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the fetch to start", func() bool { return src.fetches.Load() >= 1 })
 	cancel()
 	if err := <-impatientErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled caller got %v, want context.Canceled", err)
@@ -508,9 +506,7 @@ func TestRefreshAheadOfExpiry(t *testing.T) {
 	mustConnect(t, c)
 	src.set(secrets.Credential{Username: "app", Password: "p2", Version: "v2"})
 	db.SetPassword("app", "p2") // old sessions stay; new logins need p2
-	if !waitFor(func() bool { return c.Stats().CredentialVersion == "v2" }) {
-		t.Fatal("the credential was not refreshed ahead of its expiry")
-	}
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the credential to be refreshed ahead of its expiry", func() bool { return c.Stats().CredentialVersion == "v2" })
 	if st := c.Stats(); st.AuthFailures != 0 || st.Fetches != 2 {
 		t.Fatalf("Stats = %+v, want the change found by the background refresh with no rejected login", st)
 	}
@@ -564,7 +560,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	// A fetch in flight when Close is called: the store hangs.
 	src.setBlock(make(chan struct{}))
-	waitFor(func() bool { return src.fetches.Load() >= 2 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the hanging fetch to start", func() bool { return src.fetches.Load() >= 2 })
 	db.SetPassword("app", "p2")
 	inFlight := make(chan error, 1)
 	go func() { _, err := c.Connect(context.Background()); inFlight <- err }()
@@ -806,9 +802,7 @@ func TestStoreAheadOfTheDatabaseNeverTakesDownWorkingLogins(t *testing.T) {
 	// that failed before its ALTER ROLE, or a broken secret read as a plain
 	// password). The background refresh picks it up.
 	src.set(secrets.Credential{Password: "not json {"})
-	if !waitFor(func() bool { return c.Stats().CredentialChanges >= 1 }) {
-		t.Fatal("the background refresh did not pick up the store's change")
-	}
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the background refresh to pick up the store's change", func() bool { return c.Stats().CredentialChanges >= 1 })
 	for range 20 {
 		mustConnect(t, c) // the previous credential still works: use it
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/lib/pq"
 	"github.com/lib/pq/pqerror"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -87,7 +88,7 @@ func TestConcurrentFirstCredentialsShareOneFetchAndOneProbe(t *testing.T) {
 			}
 		})
 	}
-	waitFor(func() bool { return src.fetches.Load() >= 1 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the first fetch", func() bool { return src.fetches.Load() >= 1 })
 	time.Sleep(20 * time.Millisecond) // let the callers pile up on the fetch
 	close(release)
 	wg.Wait()

@@ -91,20 +91,6 @@ func (s pendingSource) setPending(c *secrets.Credential) {
 	s.pending = c
 }
 
-// waitFor polls cond until it holds or the timeout passes. It is for
-// waiting on background work, not a performance assertion: the timeout is
-// generous.
-func waitFor(cond func() bool) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return cond()
-}
-
 // refreshNow makes one store step now, as the background refresh does,
 // and waits for it to end.
 func refreshNow(t *testing.T, c *Connector) {
@@ -115,7 +101,7 @@ func refreshNow(t *testing.T, c *Connector) {
 			step := c.askedAt
 			c.startFetchLocked()
 			c.mu.Unlock()
-			waitFor(func() bool {
+			testkit.WaitFor(t.Context(), t, 10*time.Second, "the store step to end", func() bool {
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				return c.askedAt > step

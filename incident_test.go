@@ -196,9 +196,7 @@ func TestPanickingSourceIsAnErrorAndTheConnectorGoesOn(t *testing.T) {
 		})
 		c, logs := newTestConnector(t, newFakeDB("app", "p1"), src, WithRefreshInterval(10*time.Millisecond))
 		mustConnect(t, c)
-		if !waitFor(func() bool { return c.Stats().FetchErrors >= 3 }) {
-			t.Fatal("the background refresh stopped after the source panicked")
-		}
+		testkit.WaitFor(t.Context(), t, 10*time.Second, "the background refresh to go on after the source panicked (3 fetch errors)", func() bool { return c.Stats().FetchErrors >= 3 })
 		mustConnect(t, c)
 		if strings.Contains(logs.String(), secret) {
 			t.Fatal("the panic value reached a log line")

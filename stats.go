@@ -8,6 +8,10 @@ import (
 // Stats is a snapshot of a Connector's counters and current credential,
 // for export to a metrics system. Counters only grow.
 type Stats struct {
+	// Source describes the connector's source (secrets.Describe), as
+	// FetchError.Source does: a name for a metric's labels, never a secret.
+	Source string
+
 	// Fetches counts calls to Source.Fetch; FetchErrors counts the calls
 	// (Fetch or FetchPending) that failed or returned an unusable credential.
 	Fetches     uint64
@@ -66,6 +70,7 @@ type counters struct {
 // credential. It is cheap and safe to call concurrently.
 func (c *Connector) Stats() Stats {
 	s := Stats{
+		Source:             c.srcName,
 		Fetches:            c.stats.fetches.Load(),
 		FetchErrors:        c.stats.fetchErrors.Load(),
 		PendingFetches:     c.stats.pendingFetches.Load(),

@@ -6,6 +6,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/lib/pq"
+	"github.com/pgrotate/rotating/internal/naive"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -15,7 +17,7 @@ import (
 
 func TestFetchPerConnectionCallsTheStoreEveryTime(t *testing.T) {
 	db, store := newFakeDB("p1", 0), newMemStore("app", "p1")
-	c := &fetchPerConnection{src: store, dial: db.dial}
+	c := naive.PerLogin(store, db.dial, &pq.Driver{})
 	for range 3 {
 		if err := login(context.Background(), c); err != nil {
 			t.Fatal(err)
@@ -34,7 +36,7 @@ func TestFetchPerConnectionCallsTheStoreEveryTime(t *testing.T) {
 func TestRefetchOnAuthFailure(t *testing.T) {
 	ctx := context.Background()
 	db, store := newFakeDB("p1", 0), newMemStore("app", "p1")
-	c := &refetchOnAuthFailure{src: store, dial: db.dial, retries: 1}
+	c := naive.RefetchOnAuthFailure(store, db.dial, &pq.Driver{}, 1)
 	for range 3 {
 		if err := login(ctx, c); err != nil {
 			t.Fatal(err)
@@ -61,7 +63,7 @@ func TestRefetchOnAuthFailure(t *testing.T) {
 	// password again, and the login fails after one retry.
 	db.setPassword("p3")
 	err := login(ctx, c)
-	if !isAuthFailure(err) {
+	if !naive.IsAuthFailure(err) {
 		t.Fatalf("login = %v, want 28P01", err)
 	}
 	if got := store.calls.Load(); got != 3 {
@@ -127,7 +129,7 @@ func TestLaggingStoreCase(t *testing.T) {
 
 func TestHerdReleasesEveryone(t *testing.T) {
 	db := newFakeDB("p1", 10*time.Millisecond)
-	c := &fetchPerConnection{src: newMemStore("app", "p1"), dial: db.dial}
+	c := naive.PerLogin(newMemStore("app", "p1"), db.dial, &pq.Driver{})
 	for _, err := range herd(32, func(int) error { return login(context.Background(), c) }) {
 		if err != nil {
 			t.Fatal(err)

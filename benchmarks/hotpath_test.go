@@ -33,7 +33,7 @@ import (
 // wait (pgxv5's boundConnector), whatever the context.
 func BenchmarkRealConnect(b *testing.B) {
 	srv := pgtest.Shared(b)
-	role, pw := newRole(b, srv)
+	role, pw := pgtest.NewRole(b, srv)
 	for _, d := range []struct {
 		name  string
 		plain driver.Connector

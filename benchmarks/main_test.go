@@ -2,9 +2,7 @@ package benchmarks
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -22,6 +20,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -61,12 +60,8 @@ func (db *fakeDB) setPassword(pw string) {
 func (db *fakeDB) login(ctx context.Context, user, pw string) (driver.Conn, error) {
 	db.logins.Add(1)
 	if db.latency > 0 {
-		t := time.NewTimer(db.latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
+		if err := testkit.Sleep(ctx, db.latency); err != nil {
+			return nil, err
 		}
 	}
 	db.mu.RLock()
@@ -87,7 +82,7 @@ func (db *fakeDB) newConnector(cfg pq.Config) (driver.Connector, error) {
 	}), nil
 }
 
-// dial is a dialFunc for the naive connectors.
+// dial is a naive.Dial for the naive connectors.
 func (db *fakeDB) dial(ctx context.Context, cred secrets.Credential) (driver.Conn, error) {
 	return db.login(ctx, cred.Username, cred.Password)
 }
@@ -139,36 +134,6 @@ func (s *memStore) setPassword(pw string) {
 }
 
 // ---- helpers -------------------------------------------------------------
-
-// password returns a fresh random password.
-func password(tb testing.TB) string {
-	tb.Helper()
-	b := make([]byte, 12)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatal(err)
-	}
-	return "pw-" + hex.EncodeToString(b)
-}
-
-// newRole creates a login role of the benchmark's own on srv, dropped when
-// the benchmark ends.
-func newRole(tb testing.TB, srv *pgserver.Server) (role, pw string) {
-	tb.Helper()
-	role, pw = pgtest.UniqueName(tb, "b"), password(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.CreateRole(ctx, role, pw); err != nil {
-		tb.Fatalf("create role: %v", err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.DropRole(ctx, role); err != nil {
-			tb.Errorf("drop role: %v", err)
-		}
-	})
-	return role, pw
-}
 
 // endpointDSN is srv's endpoint without a login: the DSN an application
 // gives the rotating Connector.
@@ -226,12 +191,6 @@ func timedLogin(ctx context.Context, c driver.Connector) (time.Duration, error) 
 	start := time.Now()
 	err := login(ctx, c)
 	return time.Since(start), err
-}
-
-// isAuthFailure reports whether err is a rejected login (28P01 or 28000).
-func isAuthFailure(err error) bool {
-	var pqErr *pq.Error
-	return errors.As(err, &pqErr) && (pqErr.Code == "28P01" || pqErr.Code == "28000")
 }
 
 // herd runs fn in n goroutines released at the same moment and returns the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/naive"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/secrets"
 )
@@ -50,7 +51,7 @@ func BenchmarkRotationCost(b *testing.B) {
 
 func benchRotationCost(b *testing.B, store string) {
 	srv := pgtest.Shared(b)
-	role, pw := newRole(b, srv)
+	role, pw := pgtest.NewRole(b, srv)
 	dsn := endpointDSN(srv)
 	ctx := context.Background()
 
@@ -88,7 +89,7 @@ func benchRotationCost(b *testing.B, store string) {
 	measurePair := func(badPW, goodPW string) {
 		start := time.Now()
 		d, err := timedLogin(ctx, plainConnector(b, srv, role, badPW))
-		if !isAuthFailure(err) {
+		if !naive.IsAuthFailure(err) {
 			b.Fatalf("login with a wrong password: %v, want 28P01", err)
 		}
 		if err := login(ctx, plainConnector(b, srv, role, goodPW)); err != nil {
@@ -113,7 +114,7 @@ func benchRotationCost(b *testing.B, store string) {
 			ordinary = append(ordinary, d)
 		}
 
-		oldPW, newPW := pw, password(b)
+		oldPW, newPW := pw, pgtest.RandomPassword(b)
 		// The reference pair is timed just before the rotation in even
 		// ops and just after the rotated login in odd ones, so that the
 		// state the server is in (idle or busy) falls on both alike.

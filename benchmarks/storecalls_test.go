@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/naive"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -163,9 +165,9 @@ func benchStoreCalls(b *testing.B, store string, n int, kind string) {
 				rotating.WithNewConnector(db.newConnector))
 			c, closeConn = rc, func() { _ = rc.Close() }
 		case kindFetchEach:
-			c, closeConn = &fetchPerConnection{src: sc.src, dial: db.dial}, func() {}
+			c, closeConn = naive.PerLogin(sc.src, db.dial, &pq.Driver{}), func() {}
 		case kindRefetch:
-			c, closeConn = &refetchOnAuthFailure{src: sc.src, dial: db.dial, retries: 1}, func() {}
+			c, closeConn = naive.RefetchOnAuthFailure(sc.src, db.dial, &pq.Driver{}, 1), func() {}
 		}
 		// The process has been running: one login with the current
 		// credential, not counted.
@@ -190,7 +192,7 @@ func benchStoreCalls(b *testing.B, store string, n int, kind string) {
 			if kind == kindRotating {
 				b.Fatalf("rotation %d: rotating Connect failed: %v", r, err)
 			}
-			if !isAuthFailure(err) {
+			if !naive.IsAuthFailure(err) {
 				b.Fatalf("rotation %d: %s: unexpected error: %v", r, kind, err)
 			}
 			failed++

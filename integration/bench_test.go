@@ -19,7 +19,7 @@ import (
 //	go test -run XXX -bench Connect -benchmem ./integration/
 func BenchmarkConnect(b *testing.B) {
 	srv := pgtest.Shared(b)
-	role, pw := newRole(b, srv)
+	role, pw := pgtest.NewRole(b, srv)
 
 	b.Run("plain-pq", func(b *testing.B) {
 		cfg, err := pq.NewConfig(srv.DSN(role, pw, "postgres"))

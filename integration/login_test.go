@@ -47,7 +47,7 @@ func TestEnvironmentSabotage(t *testing.T) {
 
 func testEnvironmentSabotage(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 
 	t.Run("wrong-environment-ignored", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -168,8 +168,8 @@ func TestWrongCredentialNeverFixed(t *testing.T) {
 
 func testWrongCredentialNeverFixed(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
-	role, right := newRole(t, srv)
-	wrong := randomPassword(t)
+	role, right := pgtest.NewRole(t, srv)
+	wrong := pgtest.RandomPassword(t)
 	src := newCountingSource("never-fixed", secrets.Credential{Username: role, Password: wrong, Version: "v-wrong"})
 	logger, logs := newLogger()
 	const wait, minB, maxB, callers = time.Second, 50 * time.Millisecond, 400 * time.Millisecond, 16
@@ -261,7 +261,7 @@ func punctuation1KiB() string {
 // each driver.
 func TestAwkwardPasswords(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, _ := newRole(t, srv)
+	role, _ := pgtest.NewRole(t, srv)
 	for _, d := range drivers.All {
 		t.Run(d.Name, func(t *testing.T) { testAwkwardPasswords(t, d, srv, role) })
 	}
@@ -316,7 +316,7 @@ func TestLoginHonoursContextDeadline(t *testing.T) {
 func testLoginHonoursContextDeadline(t *testing.T, d drivers.Driver) {
 	stalled := testkit.StartStalledServer(t)
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=postgres sslmode=disable", stalled.Port())
-	src := newCountingSource("stalled", secrets.Credential{Username: "nobody", Password: randomPassword(t)})
+	src := newCountingSource("stalled", secrets.Credential{Username: "nobody", Password: pgtest.RandomPassword(t)})
 	c := newConnector(t, dsn, src, d.With()...)
 	db := openDB(t, c)
 
@@ -362,7 +362,7 @@ func testLoginHonoursContextDeadline(t *testing.T, d drivers.Driver) {
 	}
 
 	var conns []net.Conn
-	waitFor(t.Context(), t, 5*time.Second, "the stalled server to accept the login's connection", func() bool {
+	testkit.WaitFor(t.Context(), t, 5*time.Second, "the stalled server to accept the login's connection", func() bool {
 		conns = stalled.Conns()
 		return len(conns) > 0
 	})

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
@@ -72,38 +69,6 @@ func baseDSN(srv *pgserver.Server) string {
 // urlDSN is baseDSN as a postgres:// URL.
 func urlDSN(srv *pgserver.Server) string {
 	return fmt.Sprintf("postgres://%s:%d/postgres?sslmode=disable", srv.Host, srv.Port)
-}
-
-// randomPassword returns a fresh, distinctive password, so that finding it
-// in an error or a log line cannot be a coincidence.
-func randomPassword(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "pw-" + hex.EncodeToString(b)
-}
-
-// newRole creates a login role of the test's own with a random password on
-// srv, dropped (with what it owns) when the test ends. Register it before
-// opening pools, so that it is dropped after they are closed.
-func newRole(t testing.TB, srv *pgserver.Server) (role, password string) {
-	t.Helper()
-	role, password = pgtest.UniqueName(t, "r"), randomPassword(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.CreateRole(ctx, role, password); err != nil {
-		t.Fatalf("create role: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.DropRole(ctx, role); err != nil {
-			t.Errorf("drop role: %v", err)
-		}
-	})
-	return role, password
 }
 
 // setPassword is the DBA's ALTER ROLE.
@@ -183,29 +148,6 @@ func assertNoSecret(t testing.TB, what, text string, secrets ...string) {
 		if s != "" && strings.Contains(text, s) {
 			t.Errorf("%s contains a password: %s", what, text)
 		}
-	}
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-ctx.Done():
-	}
-}
-
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(ctx context.Context, t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for !cond() {
-		if ctx.Err() != nil {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		sleepCtx(ctx, 5*time.Millisecond)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/pgxv5"
 	"github.com/pgrotate/rotating/secrets"
 )
@@ -229,7 +230,7 @@ func (a *poolApproach) start(ctx context.Context) {
 				default:
 					a.other.Add(1)
 				}
-				sleepCtx(ctx, 20*time.Millisecond)
+				testkit.Sleep(ctx, 20*time.Millisecond)
 			}
 		})
 	}
@@ -246,7 +247,7 @@ func isRejectedLogin(err error) bool {
 }
 
 func testPgxpoolRotation(t *testing.T, srv *pgserver.Server, churn poolChurn, storeFirst bool) {
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	dsn := fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable pool_max_conns=%d", srv.Host, srv.Port, poolWorkers)
 	sqlDSN := fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", srv.Host, srv.Port)
 	cred := secrets.Credential{Username: role, Password: pw}
@@ -351,7 +352,7 @@ func testPgxpoolRotation(t *testing.T, srv *pgserver.Server, churn poolChurn, st
 			a.finish()
 		}
 	}()
-	sleepCtx(ctx, churn.warmUp) // traffic under the first credential
+	testkit.Sleep(ctx, churn.warmUp) // traffic under the first credential
 
 	passwords := []string{pw}
 	for r := 1; r <= poolRotations; r++ {
@@ -359,7 +360,7 @@ func testPgxpoolRotation(t *testing.T, srv *pgserver.Server, churn poolChurn, st
 		for i, a := range approaches {
 			before[i] = a.counts()
 		}
-		next := randomPassword(t)
+		next := pgtest.RandomPassword(t)
 		passwords = append(passwords, next)
 		updateStores := func() {
 			for _, a := range approaches {
@@ -368,15 +369,15 @@ func testPgxpoolRotation(t *testing.T, srv *pgserver.Server, churn poolChurn, st
 		}
 		if storeFirst {
 			updateStores()
-			sleepCtx(ctx, 50*time.Millisecond)
+			testkit.Sleep(ctx, 50*time.Millisecond)
 			setPassword(ctx, t, srv, role, next)
 		} else {
 			setPassword(ctx, t, srv, role, next)
-			sleepCtx(ctx, 300*time.Millisecond)
+			testkit.Sleep(ctx, 300*time.Millisecond)
 			updateStores()
 		}
 		for _, a := range withConnector() {
-			waitFor(ctx, t, 30*time.Second, a.name+" to pick up the new password", func() bool {
+			testkit.WaitFor(ctx, t, 30*time.Second, a.name+" to pick up the new password", func() bool {
 				return a.c.Stats().CredentialChanges == uint64(r)
 			})
 		}
@@ -385,16 +386,16 @@ func testPgxpoolRotation(t *testing.T, srv *pgserver.Server, churn poolChurn, st
 		for i, a := range approaches {
 			if a.untilFirst {
 				if r == 1 { // its connections last 2 s at most: then it must log in, and fail
-					waitFor(ctx, t, 10*time.Second, a.name+" to fail", func() bool { return a.counts().failed() > before[i].failed() })
+					testkit.WaitFor(ctx, t, 10*time.Second, a.name+" to fail", func() bool { return a.counts().failed() > before[i].failed() })
 				}
 				continue
 			}
 			okAt := a.ok.Load()
-			waitFor(ctx, t, 30*time.Second, a.name+" to run statements on the new password", func() bool {
+			testkit.WaitFor(ctx, t, 30*time.Second, a.name+" to run statements on the new password", func() bool {
 				return a.ok.Load() >= okAt+poolWorkers
 			})
 		}
-		sleepCtx(ctx, 300*time.Millisecond)
+		testkit.Sleep(ctx, 300*time.Millisecond)
 		for i, a := range approaches {
 			if a.untilFirst && r > 1 {
 				continue

@@ -8,6 +8,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 )
@@ -42,7 +43,7 @@ func TestRunbookRotation(t *testing.T) {
 }
 
 func testRunbookRotation(t *testing.T, d drivers.Driver, srv *pgserver.Server, dsn func(*pgserver.Server) string, workers int, wantTLS bool) {
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := newCountingSource("runbook", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
 	c := newConnector(t, dsn(srv), src, d.With(rotating.WithLogger(logger))...)
@@ -63,20 +64,20 @@ func testRunbookRotation(t *testing.T, d drivers.Driver, srv *pgserver.Server, d
 	const rotations, gap = 3, 300 * time.Millisecond
 	begin := time.Now()
 	load := startInserts(ctx, db, table, workers, 100_000)
-	sleepCtx(ctx, 300*time.Millisecond) // traffic under the first credential
+	testkit.Sleep(ctx, 300*time.Millisecond) // traffic under the first credential
 	for r := 1; r <= rotations; r++ {
 		before, fetchesBefore, okBefore := c.Stats(), src.count(), load.OK.Load()
-		next := randomPassword(t)
+		next := pgtest.RandomPassword(t)
 		passwords = append(passwords, next)
 		altered := time.Now()
 		setPassword(ctx, t, srv, role, next)
-		sleepCtx(ctx, gap)
+		testkit.Sleep(ctx, gap)
 		src.setPassword(next)
-		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
+		testkit.WaitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
 			return c.Stats().CredentialChanges == uint64(r)
 		})
 		pickedUp := time.Since(altered)
-		sleepCtx(ctx, 300*time.Millisecond) // traffic under the new credential
+		testkit.Sleep(ctx, 300*time.Millisecond) // traffic under the new credential
 
 		// A new login with the new credential, over TLS where the server
 		// wants it.
@@ -148,7 +149,7 @@ func TestStoreFirstHerd(t *testing.T) {
 
 func testStoreFirstHerd(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := newCountingSource("herd", secrets.Credential{Username: role, Password: pw})
 	logger, logs := newLogger()
 	c := newConnector(t, baseDSN(srv), src, d.With(rotating.WithLogger(logger))...)
@@ -168,26 +169,26 @@ func testStoreFirstHerd(t *testing.T, d drivers.Driver) {
 
 	perRotation := make([]int64, 0, rotations)
 	load := startInserts(ctx, db, table, goroutines, 100_000)
-	sleepCtx(ctx, 200*time.Millisecond)
+	testkit.Sleep(ctx, 200*time.Millisecond)
 	for r := 1; r <= rotations; r++ {
 		before, fetchesBefore := c.Stats(), src.count()
-		next := randomPassword(t)
+		next := pgtest.RandomPassword(t)
 		passwords = append(passwords, next)
-		src.setPassword(next)                // the store first...
-		sleepCtx(ctx, 50*time.Millisecond)   // (logins go on with the cached credential, still valid)
-		setPassword(ctx, t, srv, role, next) // ...then the database
+		src.setPassword(next)                   // the store first...
+		testkit.Sleep(ctx, 50*time.Millisecond) // (logins go on with the cached credential, still valid)
+		setPassword(ctx, t, srv, role, next)    // ...then the database
 		// Wait for a move, not for generation r+1: a connector whose new
 		// logins moved twice must fail the check below, not time out here.
-		waitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
+		testkit.WaitFor(ctx, t, 20*time.Second, "the connector to pick up the new password", func() bool {
 			return c.Stats().CredentialGeneration > before.CredentialGeneration
 		})
 		// Let logins run on the new credential for a while, long enough for
 		// any late, redundant refresh (paced at 100 ms) to show up.
 		okAt := load.OK.Load()
-		waitFor(ctx, t, 20*time.Second, "statements on the new credential", func() bool {
+		testkit.WaitFor(ctx, t, 20*time.Second, "statements on the new credential", func() bool {
 			return load.OK.Load() >= okAt+goroutines
 		})
-		sleepCtx(ctx, 300*time.Millisecond)
+		testkit.Sleep(ctx, 300*time.Millisecond)
 		after := c.Stats()
 		fetches := src.count() - fetchesBefore
 		perRotation = append(perRotation, fetches)
@@ -239,7 +240,7 @@ func TestHeldConnSurvivesRotation(t *testing.T) {
 
 func testHeldConnSurvivesRotation(t *testing.T, d drivers.Driver) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := newCountingSource("held", secrets.Credential{Username: role, Password: pw})
 	c := newConnector(t, baseDSN(srv), src, d.With()...)
 	db := openDB(t, c)
@@ -265,7 +266,7 @@ func testHeldConnSurvivesRotation(t *testing.T, d drivers.Driver) {
 		t.Errorf("Raw: %v", err)
 	}
 
-	next := randomPassword(t)
+	next := pgtest.RandomPassword(t)
 	setPassword(ctx, t, srv, role, next)
 	src.setPassword(next)
 

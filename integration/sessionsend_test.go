@@ -138,7 +138,7 @@ func testVaultLeaseEndsUnderLoad(t *testing.T, d drivers.Driver) {
 			t.Fatalf("only %d lease ends in %v: %v", len(ends), time.Since(start).Round(time.Millisecond), ctx.Err())
 		}
 	}
-	sleepCtx(ctx, time.Second) // statements after the last end
+	testkit.Sleep(ctx, time.Second) // statements after the last end
 	load.Finish()
 	elapsed := time.Since(start)
 
@@ -169,7 +169,7 @@ func testVaultLeaseEndsUnderLoad(t *testing.T, d drivers.Driver) {
 	// Closing the pool ends the sessions of the leases still running (their
 	// backends leave pg_stat_activity a moment later); only then are those
 	// leases revoked, early.
-	waitFor(ctx, t, 5*time.Second, "the pool's sessions to end once it is closed", func() bool {
+	testkit.WaitFor(ctx, t, 5*time.Second, "the pool's sessions to end once it is closed", func() bool {
 		return src.openSessions(ctx) == 0
 	})
 	if err := src.revokeRemaining(ctx); err != nil {
@@ -177,7 +177,7 @@ func testVaultLeaseEndsUnderLoad(t *testing.T, d drivers.Driver) {
 	}
 	// Every role is gone now; give the backends pg_terminate_backend
 	// signalled a moment to exit, then nothing of any lease may be left.
-	waitFor(ctx, t, 5*time.Second, "the sessions of revoked leases to leave pg_stat_activity", func() bool {
+	testkit.WaitFor(ctx, t, 5*time.Second, "the sessions of revoked leases to leave pg_stat_activity", func() bool {
 		return src.checkEnded(ctx) == nil
 	})
 
@@ -394,7 +394,7 @@ func (s *vaultSource) revokeAtEnds(ctx context.Context, ended chan<- *lease) {
 		case <-ctx.Done():
 			return
 		}
-		sleepCtx(ctx, time.Until(l.end))
+		testkit.Sleep(ctx, time.Until(l.end))
 		if ctx.Err() != nil {
 			return
 		}
@@ -457,12 +457,12 @@ func (s *vaultSource) revoke(ctx context.Context, l *lease) {
 			l.err = fmt.Errorf("lease %d: drop role: %w", l.n, err)
 			return
 		}
-		sleepCtx(ctx, 50*time.Millisecond)
+		testkit.Sleep(ctx, 50*time.Millisecond)
 	}
 	// Sessions pg_terminate_backend signalled leave pg_stat_activity as
 	// their backends exit; only then does the watcher look for them.
 	for s.sessionsOfOID(ctx, l.oid) > 0 && ctx.Err() == nil && time.Since(begin) < 5*time.Second {
-		sleepCtx(ctx, 10*time.Millisecond)
+		testkit.Sleep(ctx, 10*time.Millisecond)
 	}
 	l.revokeTook = time.Since(begin)
 	l.revoked = true
@@ -539,7 +539,7 @@ func (s *vaultSource) watchEnded(ctx context.Context, every time.Duration) {
 			}
 		}
 		s.mu.Unlock()
-		sleepCtx(ctx, every)
+		testkit.Sleep(ctx, every)
 	}
 }
 

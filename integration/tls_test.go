@@ -59,7 +59,7 @@ func createTLSLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
 // the store again. It runs through each driver.
 func TestTLSLogin(t *testing.T) {
 	srv := pgtest.SharedTLS(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	for _, d := range drivers.All {
 		t.Run(d.Name, func(t *testing.T) { testTLSLogin(t, d, srv, role, pw) })
 	}

@@ -2,9 +2,7 @@ package pgxv5_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/pgrotate/rotating"
-	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/pgxv5"
@@ -25,22 +22,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-func randomPassword(t *testing.T) string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return "pw-" + hex.EncodeToString(b)
-}
-
-func newRole(t *testing.T, srv *pgserver.Server) (string, string) {
-	t.Helper()
-	role, pw := pgtest.UniqueName(t, "r"), randomPassword(t)
-	if err := srv.CreateRole(t.Context(), role, pw); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.DropRole(context.Background(), role) })
-	return role, pw
-}
 
 func openDB(t *testing.T, dsn string, src secrets.Source, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
 	t.Helper()
@@ -55,7 +36,7 @@ func openDB(t *testing.T, dsn string, src secrets.Source, opts ...rotating.Optio
 
 func TestLoginThroughPgx(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	for name, dsn := range map[string]string{
 		"key=value": endpointDSN(srv),
 		"URL":       fmt.Sprintf("postgres://%s:%d/postgres?sslmode=disable", srv.Host, srv.Port),
@@ -87,7 +68,7 @@ func TestLoginThroughPgx(t *testing.T) {
 // the login.
 func TestPgxEnvironmentNeverSuppliesTheLogin(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	sabotageEnvironment(t, pw)
 	dsn := endpointDSN(srv)
 	c, db := openDB(t, dsn, secrets.Static(secrets.Credential{Username: role, Password: "wrong-" + pw}),
@@ -116,7 +97,7 @@ func TestPgxEnvironmentNeverSuppliesTheLogin(t *testing.T) {
 
 func TestPgxMultiHostErrorsReachThePgError(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	stalled := testkit.StartStalledServer(t)
 	stalled.Stop() // a port that refuses connections
 	dsn := fmt.Sprintf("host=127.0.0.1,%s port=%d,%d dbname=postgres sslmode=disable connect_timeout=2",
@@ -148,7 +129,7 @@ func TestPgxLoginToAStalledServerIsBoundedByTheRotationWait(t *testing.T) {
 
 func TestPgxSessionsRetireAndRawStillReachesPgx(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	dsn := endpointDSN(srv)
 	end := time.Now().Add(time.Hour)
 	_, db := openDB(t, dsn, secrets.Static(secrets.Credential{Username: role, Password: pw, SessionsEnd: end}))

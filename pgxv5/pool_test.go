@@ -76,7 +76,7 @@ func endpointDSN(srv *pgserver.Server) string {
 
 func TestPoolLogsInWithTheStoresCredential(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	// pgxpool.ParseConfig reads PGPASSWORD and the passfile: neither may
 	// supply the login, even when they hold a password that works.
 	sabotageEnvironment(t, pw)
@@ -114,7 +114,7 @@ func TestPoolLogsInWithTheStoresCredential(t *testing.T) {
 // with the new one; Acquire retries, so it never fails.
 func TestPoolRotation(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := &store{cred: secrets.Credential{Username: role, Password: pw}}
 	pool, c := newPool(t, endpointDSN(srv)+" pool_max_conns=2", src, oneUse)
 	ctx := t.Context()
@@ -123,7 +123,7 @@ func TestPoolRotation(t *testing.T) {
 	}
 
 	// pool.Exec: one failure, then the new password.
-	pw2 := randomPassword(t)
+	pw2 := pgtest.RandomPassword(t)
 	src.set(secrets.Credential{Username: role, Password: pw2})
 	if err := srv.SetPassword(ctx, role, pw2); err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestPoolRotation(t *testing.T) {
 	}
 
 	// Acquire: the same rejected login, retried.
-	pw3 := randomPassword(t)
+	pw3 := pgtest.RandomPassword(t)
 	src.set(secrets.Credential{Username: role, Password: pw3})
 	if err := srv.SetPassword(ctx, role, pw3); err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestPoolRotation(t *testing.T) {
 // Acquire does not retry what the Connector has already waited for.
 func TestAcquireReturnsTheConnectorsErrorsAtOnce(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := &store{cred: secrets.Credential{Username: role, Password: "wrong-" + pw}}
 	pool, c := newPool(t, endpointDSN(srv), src, nil, rotating.WithRotationWait(200*time.Millisecond))
 	start := time.Now()
@@ -209,7 +209,7 @@ func (t *tracer) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEnd
 // of its interfaces, and that tracer sees the connect too.
 func TestPoolConnectionsKeepTheApplicationsTracer(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	app := new(tracer)
 	var beforeConnect, beforeAcquire atomic.Int64
 	pool, _ := newPool(t, endpointDSN(srv), secrets.Static(secrets.Credential{Username: role, Password: pw}), func(cfg *pgxpool.Config) {
@@ -253,7 +253,7 @@ func TestPoolConnectionsKeepTheApplicationsTracer(t *testing.T) {
 // for the pool's logins and the Connector's probe alike.
 func TestPoolCredentialEndpoint(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	t.Setenv("PGDATABASE", "")
 	dsn := fmt.Sprintf("host=%s port=%d sslmode=disable", srv.Host, srv.Port) // no dbname: the role's name, which has no database
 	pool, c := newPool(t, dsn, secrets.Static(secrets.Credential{Username: role, Password: pw, Database: "postgres"}), nil)
@@ -270,7 +270,7 @@ func TestPoolCredentialEndpoint(t *testing.T) {
 // retired: the pool destroys it and logs in with the successor.
 func TestPoolRetiresConnectionsOfEndingSessions(t *testing.T) {
 	srv := pgtest.Shared(t)
-	role, pw := newRole(t, srv)
+	role, pw := pgtest.NewRole(t, srv)
 	src := &store{cred: secrets.Credential{Username: role, Password: pw, SessionsEnd: time.Now().Add(1500 * time.Millisecond)}}
 	pool, c := newPool(t, endpointDSN(srv)+" pool_max_conns=1", src, nil, rotating.WithSessionMargin(time.Second))
 	ctx := t.Context()
@@ -288,7 +288,7 @@ func TestPoolRetiresConnectionsOfEndingSessions(t *testing.T) {
 		t.Fatalf("the connection was not reused before its retirement (pids %d, %d)", first, again)
 	}
 	// The lease's successor: a new password, sessions that end later.
-	pw2 := randomPassword(t)
+	pw2 := pgtest.RandomPassword(t)
 	if err := srv.SetPassword(ctx, role, pw2); err != nil {
 		t.Fatal(err)
 	}

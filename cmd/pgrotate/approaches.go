@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/naive"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 )
@@ -142,32 +142,12 @@ func newStaticApproach(ctx context.Context, d dialer, secretID string, api awssm
 	}, nil
 }
 
-// perLoginConnector reads AWSCURRENT before every login.
-type perLoginConnector struct {
-	dialer   dialer
-	api      awssm.API
-	secretID string
-}
-
-func (c *perLoginConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	cred, err := fetchCurrent(ctx, c.api, c.secretID)
-	if err != nil {
-		return nil, err
-	}
-	pc, err := c.dialer.connector(cred)
-	if err != nil {
-		return nil, err
-	}
-	return pc.Connect(ctx)
-}
-
-func (c *perLoginConnector) Driver() driver.Driver { return c.dialer.driver() }
-
 // newPerLoginApproach fetches the secret before every connection.
 func newPerLoginApproach(d dialer, secretID string, api awssm.API, workers int) (*approach, error) {
 	calls := &storeCounter{api: api}
 	logins := new(loginRecorder)
-	db := openPool(&timedConnector{inner: &perLoginConnector{dialer: d, api: calls, secretID: secretID}, logins: logins}, workers)
+	current := secrets.Func(func(ctx context.Context) (secrets.Credential, error) { return fetchCurrent(ctx, calls, secretID) })
+	db := openPool(&timedConnector{inner: naive.PerLogin(current, dialOf(d), d.driver()), logins: logins}, workers)
 	return &approach{
 		key: keyPerLogin, title: approachTitles[keyPerLogin],
 		pool: fixed(db), logins: logins, calls: calls, closeFn: db.Close, db: db,

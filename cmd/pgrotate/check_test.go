@@ -54,7 +54,7 @@ func putPending(t *testing.T, sm *awssmtest.Server, id, value string) {
 func TestCheckAWS(t *testing.T) {
 	pg := pgtest.Shared(t)
 	sm := startSM(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	wrong := newPassword()
 	dsn := baseDSN(pg)
 
@@ -144,7 +144,7 @@ func TestCheckAWS(t *testing.T) {
 
 func TestCheckFileAndEnv(t *testing.T) {
 	pg := pgtest.Shared(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	dsn := baseDSN(pg)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "db.json")
@@ -273,7 +273,7 @@ func TestCheckIAM(t *testing.T) {
 		session = "check-iam-session-token"
 	)
 	pg := pgtest.Server(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	v := rdsauth.NewVerifier(net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), "us-east-1")
 	v.Allow(aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret, SessionToken: session})
 	ldap, err := rdsauth.StartLDAP(v.Check)

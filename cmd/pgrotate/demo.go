@@ -21,6 +21,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -519,7 +520,7 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 	go func() {
 		defer close(scheduled)
 		for i, ev := range st.events {
-			if sleepCtx(ctx, time.Until(eventAt(st.start, st.duration, i+1, len(st.events)))) != nil {
+			if testkit.Sleep(ctx, time.Until(eventAt(st.start, st.duration, i+1, len(st.events)))) != nil {
 				return
 			}
 			st.runEvent(ctx, plan, ev)
@@ -545,7 +546,7 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 	}
 	// Whole seconds, so that every second of the timeline is a full one.
 	st.seconds = int(math.Ceil(end.Sub(st.start).Seconds()))
-	_ = sleepCtx(ctx, time.Until(st.start.Add(time.Duration(st.seconds)*time.Second)))
+	_ = testkit.Sleep(ctx, time.Until(st.start.Add(time.Duration(st.seconds)*time.Second)))
 	if ctx.Err() != nil {
 		st.interrupted = true
 		st.seconds = int(math.Ceil(time.Since(st.start).Seconds()))
@@ -566,7 +567,7 @@ func (st *runState) runEvent(ctx context.Context, plan *rotationPlan, ev *rotati
 	ev.mu.Lock()
 	ev.fetches = rot.calls.counts()
 	ev.stats = rot.conn.Stats()
-	ev.failed = st.loads[0].failed.Load()
+	ev.failed = st.loads[0].Failed.Load()
 	ev.logOffset = st.logOffset()
 	ev.start = time.Now()
 	ev.mu.Unlock()
@@ -639,7 +640,7 @@ func (st *runState) progressLine() string {
 	rot, l := st.approaches[0], st.loads[0]
 	fetches := rot.calls.counts()
 	var b strings.Builder
-	fmt.Fprintf(&b, "pgrotate demo %5.1fs/%.0fs  ok %d  failed %d", time.Since(st.start).Seconds(), st.duration.Seconds(), l.ok.Load(), l.failed.Load())
+	fmt.Fprintf(&b, "pgrotate demo %5.1fs/%.0fs  ok %d  failed %d", time.Since(st.start).Seconds(), st.duration.Seconds(), l.OK.Load(), l.Failed.Load())
 	if len(st.events) > 0 {
 		fmt.Fprintf(&b, "  rotations %d/%d", st.eventsDone.Load(), len(st.events))
 		for _, ev := range st.events {
@@ -655,7 +656,7 @@ func (st *runState) progressLine() string {
 	if len(st.approaches) > 1 {
 		b.WriteString("  | naive failed:")
 		for i, a := range st.approaches[1:] {
-			fmt.Fprintf(&b, " %s %d", a.key, st.loads[i+1].failed.Load())
+			fmt.Fprintf(&b, " %s %d", a.key, st.loads[i+1].Failed.Load())
 		}
 	}
 	return b.String()
@@ -691,15 +692,15 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 		r := ApproachResult{
 			Key:       a.key,
 			Name:      a.title,
-			OK:        l.ok.Load(),
-			Failed:    l.failed.Load(),
+			OK:        l.OK.Load(),
+			Failed:    l.Failed.Load(),
 			Fetches:   a.calls.counts(),
 			Logins:    a.logins.summary(),
 			PerSecond: l.perSecond(st.seconds),
 			Errors:    l.topErrors(3),
 		}
 		var err error
-		if r.RowsAcked, r.RowsFound, r.RowsMissing, err = l.verify(vctx, checker, st.tables[i]); err != nil {
+		if r.RowsAcked, r.RowsFound, r.RowsMissing, err = l.verify(vctx, checker); err != nil {
 			r.VerifyError = err.Error()
 		}
 		if a.conn != nil {

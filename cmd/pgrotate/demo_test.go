@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -252,11 +253,11 @@ func TestDemoInterrupted(t *testing.T) {
 	var out, errw syncBuffer
 	go func() {
 		for !strings.Contains(errw.String(), "running the workload") {
-			if sleepCtx(ctx, 10*time.Millisecond) != nil {
+			if testkit.Sleep(ctx, 10*time.Millisecond) != nil {
 				return
 			}
 		}
-		_ = sleepCtx(ctx, time.Second)
+		_ = testkit.Sleep(ctx, time.Second)
 		cancel()
 	}()
 	std := &stdio{out: &out, err: &errw, demo: &demoHooks{pg: pg, sm: sm}}
@@ -294,7 +295,7 @@ func TestDemoExternal(t *testing.T) {
 	}
 	pg := pgtest.Shared(t)
 	sm := startSM(t)
-	role, password := newRole(t, pg)
+	role, password := pgtest.NewRole(t, pg)
 	if err := pg.Exec(t.Context(), "GRANT CREATE ON SCHEMA public TO "+role); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"database/sql/driver"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/naive"
 	"github.com/pgrotate/rotating/pgxv5"
 	"github.com/pgrotate/rotating/secrets"
 )
@@ -102,6 +104,17 @@ func (c probedConfig) Connector(cred secrets.Credential, loginTimeout time.Durat
 type dialer interface {
 	connector(cred secrets.Credential) (driver.Connector, error)
 	driver() driver.Driver
+}
+
+// dialOf is d as the naive connectors log in: one login with a credential.
+func dialOf(d dialer) naive.Dial {
+	return func(ctx context.Context, cred secrets.Credential) (driver.Conn, error) {
+		c, err := d.connector(cred)
+		if err != nil {
+			return nil, err
+		}
+		return c.Connect(ctx)
+	}
 }
 
 func newDialer(d driverName, dsn string) (dialer, error) {

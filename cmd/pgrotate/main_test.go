@@ -51,24 +51,6 @@ func runCmd(t *testing.T, ctx context.Context, args []string, std *stdio) result
 	return r
 }
 
-// newRole creates a login role with a random password on pg, dropped at
-// the end of the test.
-func newRole(t *testing.T, pg *pgserver.Server) (role, password string) {
-	t.Helper()
-	role, password = pgtest.UniqueName(t, "chk"), newPassword()
-	if err := pg.CreateRole(t.Context(), role, password); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := pg.DropRole(ctx, role); err != nil {
-			t.Errorf("drop role: %v", err)
-		}
-	})
-	return role, password
-}
-
 // baseDSN is a DSN for pg without user or password.
 func baseDSN(pg *pgserver.Server) string {
 	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", pg.Host, pg.Port)

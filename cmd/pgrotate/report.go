@@ -239,11 +239,14 @@ func (r *Report) write(w io.Writer) {
 	ls := rot.Logins
 	p("  logins      %d Connect calls (database/sql opening a connection), timed from call to return:\n",
 		ls.Ordinary.N+ls.MetRotation.N+ls.Failed)
-	p("                ordinary        %6d   p50 %8s   p99 %8s\n", ls.Ordinary.N, ms(ls.Ordinary.P50), ms(ls.Ordinary.P99))
-	p("                met a rotation  %6d   p50 %8s   p99 %8s   max %s\n", ls.MetRotation.N, ms(ls.MetRotation.P50), ms(ls.MetRotation.P99), ms(ls.MetRotation.Max))
-	if ls.Failed > 0 {
-		p("                failed          %6d\n", ls.Failed)
+	logins := [][]any{
+		{"ordinary", ls.Ordinary.N, "p50 " + ms(ls.Ordinary.P50), "p99 " + ms(ls.Ordinary.P99)},
+		{"met a rotation", ls.MetRotation.N, "p50 " + ms(ls.MetRotation.P50), "p99 " + ms(ls.MetRotation.P99), "max " + ms(ls.MetRotation.Max)},
 	}
+	if ls.Failed > 0 {
+		logins = append(logins, []any{"failed", ls.Failed})
+	}
+	p("%s", table("                ", logins...))
 	p("              (a login met a rotation when the database rejected an attempt inside that Connect\n")
 	p("              and the connector went on to log in with a newer credential; attempts are counted by\n")
 	if r.Driver == string(driverPGX) {
@@ -345,21 +348,10 @@ func (r *Report) writeRotations(w io.Writer) {
 	}
 }
 
-// RotationTable is the table of rotations, a line per rotation, aligned by
-// text/tabwriter.
+// RotationTable is the table of rotations, a line per rotation.
 func (r *Report) RotationTable() string {
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	// Every row has every column and ends with a tab, so that a short row
-	// does not split a column in two; the padding this leaves at the end
-	// of a line is trimmed below.
-	row := func(cells ...any) {
-		fmt.Fprint(tw, "                ")
-		for _, c := range cells {
-			fmt.Fprintf(tw, "%v\t", c)
-		}
-		fmt.Fprint(tw, "\n")
-	}
+	var rows [][]any
+	row := func(cells ...any) { rows = append(rows, cells) }
 	row("#", "kind", "starts", "window", "AWSCURRENT", "AWSPENDING", "rejected", "server log", "bridged", "p50", "max", "failed")
 	row("-", "first login", "", "", r.StartupFetches.Current, r.StartupFetches.Pending, r.StartupRejected, count(r.StartupLogged), "", "", "", "")
 	for _, x := range r.Rotations {
@@ -372,6 +364,32 @@ func (r *Report) RotationTable() string {
 	}
 	rot := r.Rotating
 	row("", "total", "", "", rot.Fetches.Current, rot.Fetches.Pending, r.SumRejected(), count(r.SumAppLogged()), r.SumRecovered(), "", "", rot.Failed)
+	return table("                ", rows...)
+}
+
+// table lays rows out in columns with text/tabwriter, each line starting
+// with indent: a column is as wide as its widest cell, two spaces from the
+// next, and no line ends in spaces.
+func table(indent string, rows ...[]any) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	cols := 0
+	for _, r := range rows {
+		cols = max(cols, len(r))
+	}
+	// Every row has every column and ends with a tab, so that a short row
+	// does not split a column in two; the padding this leaves at the end
+	// of a line is trimmed below.
+	for _, r := range rows {
+		fmt.Fprint(tw, indent)
+		for i := range cols {
+			if i < len(r) {
+				fmt.Fprint(tw, r[i])
+			}
+			fmt.Fprint(tw, "\t")
+		}
+		fmt.Fprint(tw, "\n")
+	}
 	tw.Flush()
 	var out strings.Builder
 	for line := range strings.Lines(b.String()) {
@@ -561,7 +579,7 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 	p("              each approach with its own role, secret and table, and the same rotations applied to\n")
 	p("              every secret at the same moments; they share the machine, so throughput is relative\n")
 	p("              to rotating's\n\n")
-	p("                approach                         ok   failed  missing  GetSecretValue  failed logins  throughput\n")
+	rows := [][]any{{"approach", "ok", "failed", "missing", "GetSecretValue", "failed logins", "throughput"}}
 	for _, a := range all {
 		missing := fmt.Sprint(a.RowsMissing)
 		if a.VerifyError != "" {
@@ -571,9 +589,9 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 		if r.Rotating.OK > 0 {
 			ratio = fmt.Sprintf("%.2f", float64(a.OK)/float64(r.Rotating.OK))
 		}
-		p("                %-27s %8d %8d %8s %15d %14d %11s\n", a.Name, a.OK, a.Failed, missing, a.Fetches.Total(), a.Logins.Failed, ratio)
+		rows = append(rows, []any{a.Name, a.OK, a.Failed, missing, a.Fetches.Total(), a.Logins.Failed, ratio})
 	}
-	p("\n")
+	p("%s\n", table("                ", rows...))
 	var peak int64
 	for _, a := range all {
 		for _, s := range a.PerSecond {
@@ -581,8 +599,9 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 		}
 	}
 	p("                per second (▁ to █: 0 to %d statements; × a second with failures)\n", peak)
+	var sparks [][]any
 	for _, a := range all {
-		p("                %-10s %s\n", a.Key, spark(a.PerSecond, peak))
+		sparks = append(sparks, []any{a.Key, spark(a.PerSecond, peak)})
 		if a.Failed > 0 {
 			var f strings.Builder
 			for _, s := range a.PerSecond {
@@ -592,7 +611,7 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 					f.WriteString(" ")
 				}
 			}
-			p("                %-10s %s\n", "  failed", strings.TrimRight(f.String(), " "))
+			sparks = append(sparks, []any{"  failed", strings.TrimRight(f.String(), " ")})
 		}
 	}
 	marks := []rune(strings.Repeat(" ", r.Seconds))
@@ -601,7 +620,8 @@ func (r *Report) writeComparison(p func(string, ...any)) {
 			marks[int(x.Open/time.Second)] = rune('0' + x.N%10)
 		}
 	}
-	p("                %-10s %s\n", "rotation", strings.TrimRight(string(marks), " "))
+	sparks = append(sparks, []any{"rotation", strings.TrimRight(string(marks), " ")})
+	p("%s", table("                ", sparks...))
 	for _, a := range r.Naive {
 		if len(a.Errors) > 0 {
 			p("                %s: %d × %s\n", a.Key, a.Errors[0].Count, a.Errors[0].Error)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -144,7 +145,7 @@ func (p *rotationPlan) rotateAWS(ctx context.Context, ev *rotationEvent, secretI
 			switch step {
 			case rotation.StepSet:
 				ev.markOpen()
-				return sleepCtx(ctx, p.window)
+				return testkit.Sleep(ctx, p.window)
 			case rotation.StepFinish:
 				ev.markClose()
 			}
@@ -176,7 +177,7 @@ func (p *rotationPlan) runbook(ctx context.Context, ev *rotationEvent, secretID 
 		return fmt.Errorf("runbook: %w", err)
 	}
 	ev.markOpen()
-	if err := sleepCtx(ctx, p.window); err != nil {
+	if err := testkit.Sleep(ctx, p.window); err != nil {
 		return err
 	}
 	fields["password"], _ = json.Marshal(password)
@@ -209,19 +210,4 @@ func randomSuffix(n int) string {
 	b := make([]byte, (n+1)/2)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)[:n]
-}
-
-// sleepCtx waits for d or until ctx ends, and returns ctx's error then.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"io"
 	"slices"
 	"sort"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"github.com/pgrotate/rotating/internal/naive"
+	"github.com/pgrotate/rotating/internal/testkit"
 )
 
 // Workload settings shared by every approach, so that they are compared on
@@ -80,15 +81,9 @@ func (c probedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (c probedConnector) Driver() driver.Driver { return c.inner.Driver() }
 
-// isAuthFailure reports whether err is the server refusing a login:
-// SQLSTATE 28P01 or 28000, anywhere in the chain.
-func isAuthFailure(err error) bool {
-	var st interface{ SQLState() string }
-	if err == nil || !errors.As(err, &st) {
-		return false
-	}
-	return st.SQLState() == "28P01" || st.SQLState() == "28000"
-}
+// isAuthFailure is the server refusing a login (28P01, 28000), as the
+// naive approaches and the benchmarks tell it.
+var isAuthFailure = naive.IsAuthFailure
 
 // loginSample is one Connect call as database/sql saw it.
 type loginSample struct {
@@ -251,15 +246,13 @@ func (wk *worker) discard() {
 }
 
 // load is one approach's workload: workers inserting rows until stopped,
-// remembering every id the database acknowledged and counting statements
-// per second of the run.
+// remembering every id the database acknowledged (the Ledger the tests'
+// loads keep) and counting statements per second of the run.
 type load struct {
+	*testkit.Ledger
 	start time.Time
 
-	ok, failed atomic.Int64
-
 	mu      sync.Mutex // guards the fields below
-	ids     []int64
 	seconds []Second
 	errs    map[string]int64
 }
@@ -272,7 +265,7 @@ type load struct {
 // login) does not catch up with a burst, so a dip shows as a dip.
 // Statements cut short by ctx (Ctrl-C) are not counted as failures.
 func startLoad(ctx context.Context, a *approach, table string, workers, rate int, recycle time.Duration, start time.Time, stop <-chan struct{}) (*load, *sync.WaitGroup) {
-	l := &load{start: start, errs: make(map[string]int64)}
+	l := &load{Ledger: testkit.NewLedger(table), start: start, errs: make(map[string]int64)}
 	query := "INSERT INTO " + pq.QuoteIdentifier(table) + " (worker, seq) VALUES ($1, $2) RETURNING id"
 	var interval time.Duration
 	if rate > 0 {
@@ -324,6 +317,7 @@ func startLoad(ctx context.Context, a *approach, table string, workers, rate int
 }
 
 func (l *load) record(id int64, err error) {
+	l.Record(id, err)
 	sec := int(time.Since(l.start) / time.Second)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -331,14 +325,11 @@ func (l *load) record(id int64, err error) {
 		l.seconds = append(l.seconds, Second{})
 	}
 	if err != nil {
-		l.failed.Add(1)
 		l.seconds[sec].Failed++
 		l.errs[errorKind(err)]++
 		return
 	}
-	l.ok.Add(1)
 	l.seconds[sec].OK++
-	l.ids = append(l.ids, id)
 }
 
 // errorKind is a short description of a statement's error for the report.
@@ -351,34 +342,12 @@ func errorKind(err error) string {
 	return msg
 }
 
-// verify reads the ids stored in table through db and compares them with
-// the acknowledged ones: acknowledged, found in the table, and
+// verify reads the ids stored in the load's table through db and compares
+// them with the acknowledged ones: acknowledged, found in the table, and
 // acknowledged but missing.
-func (l *load) verify(ctx context.Context, db *sql.DB, table string) (acked, found, missing int64, err error) {
-	rows, err := db.QueryContext(ctx, "SELECT id FROM "+pq.QuoteIdentifier(table))
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer rows.Close()
-	stored := make(map[int64]struct{})
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return 0, 0, 0, err
-		}
-		stored[id] = struct{}{}
-	}
-	if err := rows.Err(); err != nil {
-		return 0, 0, 0, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, id := range l.ids {
-		if _, ok := stored[id]; !ok {
-			missing++
-		}
-	}
-	return int64(len(l.ids)), int64(len(stored)), missing, nil
+func (l *load) verify(ctx context.Context, db *sql.DB) (acked, found, missing int64, err error) {
+	r, err := l.Verify(ctx, db)
+	return r.Acknowledged, r.Found, r.Lost, err
 }
 
 // perSecond returns the statements counted in each whole second of the

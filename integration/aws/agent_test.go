@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 	"github.com/pgrotate/rotating/secrets/awssm/smagent"
@@ -109,7 +111,7 @@ func TestAgentSingleUserRotationWindow(t *testing.T) {
 			t.Fatalf("rotation %d: %v", i, err)
 		}
 		load.waitAcks(ctx, t, workers, fmt.Sprintf("inserts after rotation %d", i))
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = testkit.Sleep(ctx, 200*time.Millisecond)
 		cur, pend := e.appCalls(awssmtest.StageCurrent), e.appCalls(awssmtest.StagePending)
 		after, a := c.Stats(), agentDelta(agent.Stats(), agentBefore)
 		if after.PendingFetches > before.PendingFetches {
@@ -207,7 +209,7 @@ func TestAgentAlternatingUsersRotation(t *testing.T) {
 		e.remember(l.Password)
 		usernames[version] = l.Username
 		load.waitAcks(ctx, t, workers, fmt.Sprintf("inserts after rotation %d", i))
-		sleepCtx(ctx, 200*time.Millisecond)
+		_ = testkit.Sleep(ctx, 200*time.Millisecond)
 		cur, pend := e.appCalls(awssmtest.StageCurrent), e.appCalls(awssmtest.StagePending)
 		after, a := c.Stats(), agentDelta(agent.Stats(), agentBefore)
 		got := currentUser()
@@ -315,7 +317,7 @@ func TestAgentSavesStoreCallsForManyProcesses(t *testing.T) {
 				for _, l := range loads {
 					l.waitAcks(ctx, t, workers, fmt.Sprintf("inserts after rotation %d", i))
 				}
-				sleepCtx(ctx, 200*time.Millisecond)
+				_ = testkit.Sleep(ctx, 200*time.Millisecond)
 				calls := e.appCalls(awssmtest.StageCurrent) + e.appCalls(awssmtest.StagePending)
 				var a awssmtest.AgentStats
 				if agent != nil {
@@ -491,10 +493,10 @@ func testAgentFault(t *testing.T, agentOpts []awssmtest.AgentOption, breakIt fun
 	cleanup := breakIt(t, e, agent)
 	defer cleanup()
 	began := time.Now()
-	waitFor(ctx, t, 20*time.Second, "the background refresh to meet the failing agent", func() bool {
+	testkit.WaitFor(ctx, t, 20*time.Second, "the background refresh to meet the failing agent", func() bool {
 		return c.Stats().FetchErrors >= before.FetchErrors+2 && time.Since(began) >= time.Second
 	})
-	sleepCtx(ctx, 500*time.Millisecond)
+	_ = testkit.Sleep(ctx, 500*time.Millisecond)
 	load.finish()
 	res := load.check(ctx, t, e.pg)
 	during := c.Stats()
@@ -504,7 +506,7 @@ func testAgentFault(t *testing.T, agentOpts []awssmtest.AgentOption, breakIt fun
 	}
 
 	// The cached password dies as well.
-	newPW := randomPassword(t)
+	newPW := pgtest.RandomPassword(t)
 	e.remember(newPW)
 	if err := e.pg.SetPassword(ctx, role, newPW); err != nil {
 		t.Fatalf("ALTER ROLE: %v", err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
@@ -86,7 +87,7 @@ func testAlternatingUsersRotation(t *testing.T, d drivers.Driver) {
 		versions, usernames = append(versions, version), append(usernames, l.Username)
 
 		load.waitAcks(ctx, t, workers, fmt.Sprintf("inserts after rotation %d", i))
-		sleepCtx(ctx, 200*time.Millisecond)
+		testkit.Sleep(ctx, 200*time.Millisecond)
 		cur, pend := e.appCalls(awssmtest.StageCurrent), e.appCalls(awssmtest.StagePending)
 		curCalls, pendCalls = append(curCalls, cur), append(pendCalls, pend)
 		after := c.Stats()

@@ -14,6 +14,8 @@ import (
 	"github.com/lib/pq/pqerror"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
@@ -97,12 +99,12 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 	before := c.Stats()
 	breakSecret(e, id, role)
 	began := time.Now()
-	waitFor(ctx, t, 20*time.Second, "the background refresh to meet the broken secret", func() bool {
+	testkit.WaitFor(ctx, t, 20*time.Second, "the background refresh to meet the broken secret", func() bool {
 		s := c.Stats()
 		met := s.FetchErrors >= before.FetchErrors+2 || s.CredentialChanges != before.CredentialChanges
 		return met && time.Since(began) >= time.Second
 	})
-	sleepCtx(ctx, 500*time.Millisecond) // more statements with the secret broken
+	testkit.Sleep(ctx, 500*time.Millisecond) // more statements with the secret broken
 	load.finish()
 	res := load.check(ctx, t, e.pg)
 	during := c.Stats()
@@ -112,7 +114,7 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 	}
 
 	// The cached password dies as well.
-	newPW := randomPassword(t)
+	newPW := pgtest.RandomPassword(t)
 	e.remember(newPW)
 	if err := e.pg.SetPassword(ctx, role, newPW); err != nil {
 		t.Fatalf("ALTER ROLE: %v", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgrotate/rotating"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -63,14 +64,14 @@ func TestEndpointFaults(t *testing.T) {
 		e.sm.ResetCalls()
 		e.sm.InjectFault(awssmtest.OpGetSecretValue, f.fault)
 		began := time.Now()
-		waitFor(ctx, t, 20*time.Second, "fetch errors under "+f.name, func() bool {
+		testkit.WaitFor(ctx, t, 20*time.Second, "fetch errors under "+f.name, func() bool {
 			return c.Stats().FetchErrors >= before.FetchErrors+2 && time.Since(began) >= faultFor
 		})
 		requests := e.sm.Calls(awssmtest.OpGetSecretValue)
 		e.sm.ClearFaults()
 		during := c.Stats()
 		// Recovery: a fetch that succeeds after the fault is gone.
-		waitFor(ctx, t, 20*time.Second, "a successful fetch after "+f.name, func() bool {
+		testkit.WaitFor(ctx, t, 20*time.Second, "a successful fetch after "+f.name, func() bool {
 			s := c.Stats()
 			return s.Fetches-s.FetchErrors > during.Fetches-during.FetchErrors
 		})

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -53,7 +55,7 @@ func startPings(ctx context.Context, db *sql.DB, workers int, timeout, pause tim
 				} else {
 					l.OK.Add(1)
 				}
-				sleepCtx(ctx, pause)
+				testkit.Sleep(ctx, pause)
 			}
 		})
 	}
@@ -116,26 +118,26 @@ func TestRotationAfterAnEarlierIncident(t *testing.T) {
 	}
 	load := startPings(ctx, db, workers, stmtTO, pause)
 	defer load.finish()
-	waitFor(ctx, t, 30*time.Second, "the first statements", func() bool { ok, _ := load.counts(); return ok >= workers })
+	testkit.WaitFor(ctx, t, 30*time.Second, "the first statements", func() bool { ok, _ := load.counts(); return ok >= workers })
 
 	// The incident: rejected once, the same credential works again.
 	before := c.Stats()
 	okBefore, failedBefore := load.counts()
-	wrong := randomPassword(t)
+	wrong := pgtest.RandomPassword(t)
 	e.remember(wrong)
 	if err := e.pg.SetPassword(ctx, role, wrong); err != nil {
 		t.Fatal(err)
 	}
-	sleepCtx(ctx, rollback)
+	testkit.Sleep(ctx, rollback)
 	if err := e.pg.SetPassword(ctx, role, pw); err != nil {
 		t.Fatal(err)
 	}
 	okRolledBack, _ := load.counts()
-	waitFor(ctx, t, 30*time.Second, "logins with the same credential after the rollback", func() bool {
+	testkit.WaitFor(ctx, t, 30*time.Second, "logins with the same credential after the rollback", func() bool {
 		ok, _ := load.counts()
 		return ok >= okRolledBack+workers
 	})
-	sleepCtx(ctx, time.Second) // the incident is over; let the connector sit
+	testkit.Sleep(ctx, time.Second) // the incident is over; let the connector sit
 	mid := c.Stats()
 	okMid, failedMid := load.counts()
 	errsBefore := len(load.firstErrors())
@@ -163,8 +165,8 @@ func TestRotationAfterAnEarlierIncident(t *testing.T) {
 	// Statements on the new credential, then a pause long enough for a
 	// late, redundant call to the store to show up.
 	okRot, _ := load.counts()
-	waitFor(ctx, t, 30*time.Second, "statements after the rotation", func() bool { ok, _ := load.counts(); return ok >= okRot+workers })
-	sleepCtx(ctx, 200*time.Millisecond)
+	testkit.WaitFor(ctx, t, 30*time.Second, "statements after the rotation", func() bool { ok, _ := load.counts(); return ok >= okRot+workers })
+	testkit.Sleep(ctx, 200*time.Millisecond)
 	cur, pend := e.appCalls(awssmtest.StageCurrent), e.appCalls(awssmtest.StagePending)
 	after := c.Stats()
 	okEnd, failedEnd := load.counts()

@@ -2,9 +2,7 @@ package awsintegration
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -142,7 +140,7 @@ func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID st
 // that the role is dropped after they are closed.
 func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
 	t.Helper()
-	role, password = pgtest.UniqueName(t, prefix), randomPassword(t)
+	role, password = pgtest.UniqueName(t, prefix), pgtest.RandomPassword(t)
 	e.remember(password)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -161,7 +159,7 @@ func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
 // user can (it is not a superuser).
 func (e *env) newMaster(t *testing.T) (role, password string) {
 	t.Helper()
-	role, password = pgtest.UniqueName(t, "master"), randomPassword(t)
+	role, password = pgtest.UniqueName(t, "master"), pgtest.RandomPassword(t)
 	e.remember(password)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -242,7 +240,7 @@ func (e *env) rotator(strategy rotation.Strategy, hook rotation.Hook) *rotation.
 func holdAfter(step rotation.Step, d time.Duration) rotation.Hook {
 	return func(ctx context.Context, s rotation.Step, _, _ string) error {
 		if s == step {
-			sleepCtx(ctx, d)
+			testkit.Sleep(ctx, d)
 		}
 		return ctx.Err()
 	}
@@ -322,17 +320,6 @@ func (e *env) appCalls(stage string) int64 {
 	return e.sm.CallsByStage(stage) - e.rot.byStage(stage)
 }
 
-// randomPassword returns a fresh, distinctive password, so that finding it
-// in an error or a log line cannot be a coincidence.
-func randomPassword(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "pw-" + hex.EncodeToString(b)
-}
-
 // logBuffer collects the application's logs.
 type logBuffer = testkit.LogBuffer
 
@@ -353,29 +340,6 @@ func countAny(l *logBuffer, subs ...string) int {
 func newLogger() (*slog.Logger, *logBuffer) {
 	buf := new(logBuffer)
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-ctx.Done():
-	}
-}
-
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(ctx context.Context, t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for !cond() {
-		if ctx.Err() != nil {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		sleepCtx(ctx, 5*time.Millisecond)
-	}
 }
 
 // createTable creates a table through db, so that it is owned by the
@@ -404,7 +368,7 @@ func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWor
 func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
 	t.Helper()
 	target := l.OK.Load() + n
-	waitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
+	testkit.WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
 }
 
 // finish stops the workers and waits for them.

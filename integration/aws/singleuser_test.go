@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
@@ -72,7 +73,7 @@ func testSingleUserRotationWindow(t *testing.T, d drivers.Driver, rotations int)
 		// Statements on the new credential, then a pause long enough for a
 		// late, redundant call to the store to show up.
 		load.waitAcks(ctx, t, workers, fmt.Sprintf("inserts after rotation %d", i))
-		sleepCtx(ctx, 200*time.Millisecond)
+		testkit.Sleep(ctx, 200*time.Millisecond)
 		cur, pend := e.appCalls(awssmtest.StageCurrent), e.appCalls(awssmtest.StagePending)
 		after := c.Stats()
 		curCalls, pendCalls = append(curCalls, cur), append(pendCalls, pend)

@@ -125,7 +125,7 @@ func testContextCancelledDuringSharedFetch(t *testing.T, d testDriver, pg *pgser
 			for a.gets() == getsBefore && impatient.Err() == nil {
 				time.Sleep(time.Millisecond)
 			}
-			sleep(impatient, cancelAfter)
+			testkit.Sleep(impatient, cancelAfter)
 			cancelled <- time.Now()
 			cancel()
 		}()
@@ -218,7 +218,7 @@ func testContextCancelledAfterSharedFetch(t *testing.T, d testDriver, pg *pgserv
 		}
 		held[i] = conn
 	}
-	sleep(t.Context(), 50*time.Millisecond) // let any wrongly kept context watch fire
+	testkit.Sleep(t.Context(), 50*time.Millisecond) // let any wrongly kept context watch fire
 	for i, conn := range held {
 		var one int
 		if err := conn.QueryRowContext(t.Context(), "SELECT 1").Scan(&one); err != nil {
@@ -366,8 +366,8 @@ func testCloseWhileFetching(t *testing.T, d testDriver, pg *pgserver.Server) {
 			for range 8 {
 				go func() { results <- call(t, func() error { return db.PingContext(t.Context()) }) }()
 			}
-			waitFor(t, 10*time.Second, "a fetch in flight", func() bool { return a.gets() > before })
-			sleep(t.Context(), 50*time.Millisecond)
+			testkit.WaitFor(t.Context(), t, 10*time.Second, "a fetch in flight", func() bool { return a.gets() > before })
+			testkit.Sleep(t.Context(), 50*time.Millisecond)
 			closed := call(t, db.Close)
 			if closed.err != nil || closed.took > slack {
 				t.Errorf("db.Close() = %v after %v; want nil at once", closed.err, closed.took)
@@ -436,14 +436,14 @@ func testCloseWhileDialing(t *testing.T, d testDriver, pg *pgserver.Server) {
 	}()
 
 	l := startLoad(t, ctx, 16, 2*time.Millisecond, selectUser(db, nil))
-	waitFor(t, 10*time.Second, "logins to the stalled server and the real one", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "logins to the stalled server and the real one", func() bool {
 		return len(stalled.Conns()) > 0 && len(l.snapshot()) >= 32
 	})
 	closed := call(t, func() error { return errors.Join(db.Close(), stalledDB.Close()) })
 	if closed.err != nil || closed.took > slack {
 		t.Errorf("Close() = %v after %v; want nil at once, not waiting for logins in flight", closed.err, closed.took)
 	}
-	sleep(ctx, 100*time.Millisecond)
+	testkit.Sleep(ctx, 100*time.Millisecond)
 	outs := l.finish()
 	kinds := map[string]int{}
 	for _, o := range outs {
@@ -478,7 +478,7 @@ func testCloseWhileDialing(t *testing.T, d testDriver, pg *pgserver.Server) {
 	}
 
 	// No session of the role is left on the server.
-	waitFor(t, 10*time.Second, "the role's sessions to end", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the role's sessions to end", func() bool {
 		var n int
 		err := pg.Admin().QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&n)
 		return err == nil && n == 0

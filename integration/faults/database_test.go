@@ -19,6 +19,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 )
 
@@ -77,7 +78,7 @@ func testPostgresRestartMidLoad(t *testing.T, d testDriver) {
 	ctx := t.Context()
 
 	l := startLoad(t, ctx, 8, 2*time.Millisecond, selectUser(db, func() []string { return []string{role} }))
-	sleep(ctx, 300*time.Millisecond)
+	testkit.Sleep(ctx, 300*time.Millisecond)
 	restartAt := time.Now()
 	if err := pg.Restart(ctx); err != nil {
 		t.Fatalf("restart: %v", err)
@@ -86,7 +87,7 @@ func testPostgresRestartMidLoad(t *testing.T, d testDriver) {
 	// Wait for a statement begun after the restart to succeed, then for a
 	// clean window.
 	var recovered time.Time
-	waitFor(t, 10*time.Second, "a statement to succeed after the restart", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "a statement to succeed after the restart", func() bool {
 		for _, o := range l.snapshot() {
 			if o.err == nil && o.start.After(restarted) {
 				recovered = o.start.Add(o.took)
@@ -95,7 +96,7 @@ func testPostgresRestartMidLoad(t *testing.T, d testDriver) {
 		}
 		return false
 	})
-	sleep(ctx, 500*time.Millisecond)
+	testkit.Sleep(ctx, 500*time.Millisecond)
 	outs := l.finish()
 
 	kinds := map[string]int{}
@@ -221,7 +222,7 @@ func testMaxConnectionsExhausted(t *testing.T, d testDriver) {
 	// exit).
 	_ = held[0].Close()
 	held = held[1:]
-	waitFor(t, 10*time.Second, "a login after a slot was freed", func() bool { return db.PingContext(ctx) == nil })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "a login after a slot was freed", func() bool { return db.PingContext(ctx) == nil })
 }
 
 // TestHBAReject makes pg_hba.conf reject the role: SQLSTATE 28000, which no
@@ -268,7 +269,7 @@ func testHBAReject(t *testing.T, d testDriver) {
 	}
 	// Control: the driver alone is turned away with 28000 once the reload
 	// is in effect.
-	waitFor(t, 10*time.Second, "pg_hba.conf's reject to take effect", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "pg_hba.conf's reject to take effect", func() bool {
 		return d.sqlState(d.control(ctx, pg.DSN(role, pw, "postgres"))) == "28000"
 	})
 
@@ -310,7 +311,7 @@ func testHBAReject(t *testing.T, d testDriver) {
 	if err := pg.ReloadConf(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a login after pg_hba.conf was restored", func() bool { return db.PingContext(ctx) == nil })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "a login after pg_hba.conf was restored", func() bool { return db.PingContext(ctx) == nil })
 	if st := c.Stats(); st.CredentialGeneration != 1 {
 		t.Errorf("Stats().CredentialGeneration = %d, want 1: no credential change was needed", st.CredentialGeneration)
 	}

@@ -134,7 +134,7 @@ func testNeverFixedCredentialHerd(t *testing.T, d testDriver, pg *pgserver.Serve
 	if haveLog {
 		// PostgreSQL logs a rejection before it answers the client, so the
 		// lines are there; the wait covers a slow write.
-		waitFor(t, 10*time.Second, "the server log to show every rejected login", func() bool {
+		testkit.WaitFor(t.Context(), t, 10*time.Second, "the server log to show every rejected login", func() bool {
 			logged = serverLog.count(t, rejectedLoginLine(role))
 			return logged >= int(st.AuthFailures)
 		})
@@ -252,9 +252,9 @@ func testRotationSoonAfterALongIncident(t *testing.T, d testDriver, pg *pgserver
 	// have the rotation wait, which the incident ends well within.
 	before := c.Stats()
 	incident := startLoad(t, ctx, workers, 2*time.Millisecond, withDeadline(wait, asRole))
-	sleep(ctx, 100*time.Millisecond)
+	testkit.Sleep(ctx, 100*time.Millisecond)
 	setPassword(t, pg, role, pw2)
-	sleep(ctx, incidentOf)
+	testkit.Sleep(ctx, incidentOf)
 	endedWith := "v1"
 	if storeCatchesUp {
 		src.set(secrets.Credential{Username: role, Password: pw2, Version: "v2"})
@@ -262,7 +262,7 @@ func testRotationSoonAfterALongIncident(t *testing.T, d testDriver, pg *pgserver
 	} else {
 		setPassword(t, pg, role, pw1)
 	}
-	waitFor(t, wait, "a login that ends the incident", func() bool {
+	testkit.WaitFor(t.Context(), t, wait, "a login that ends the incident", func() bool {
 		st := c.Stats()
 		return st.CredentialVersion == endedWith && st.Recoveries > before.Recoveries
 	})
@@ -272,12 +272,12 @@ func testRotationSoonAfterALongIncident(t *testing.T, d testDriver, pg *pgserver
 
 	// The rotation, 0.5 s later: the store first, then the database.
 	rotation := startLoad(t, ctx, workers, 2*time.Millisecond, withDeadline(stmtTO, asRole))
-	sleep(ctx, time.Until(resolved.Add(gap)))
+	testkit.Sleep(ctx, time.Until(resolved.Add(gap)))
 	src.set(secrets.Credential{Username: role, Password: pw3, Version: "v3"})
 	storeSet := time.Now()
 	setPassword(t, pg, role, pw3)
-	waitFor(t, wait, "the connector to move to the rotated password", func() bool { return c.Stats().CredentialVersion == "v3" })
-	sleep(ctx, 300*time.Millisecond) // statements on the new password
+	testkit.WaitFor(t.Context(), t, wait, "the connector to move to the rotated password", func() bool { return c.Stats().CredentialVersion == "v3" })
+	testkit.Sleep(ctx, 300*time.Millisecond) // statements on the new password
 	rotationOuts := rotation.finish()
 	st := c.Stats()
 
@@ -467,7 +467,7 @@ func testNULInAPasswordNeverReachesTheServer(t *testing.T, d testDriver, pg *pgs
 	if err := d.control(t.Context(), pg.DSN(role, "wrong-"+pw[:4], "postgres")); d.sqlState(err) != "28P01" {
 		t.Fatalf("%s alone with a wrong password: %v, want 28P01", d.name, err)
 	}
-	waitFor(t, 10*time.Second, "the control's rejected login in the server log", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the control's rejected login in the server log", func() bool {
 		return serverLog.count(t, rejectedLoginLine(role)) == 1
 	})
 }

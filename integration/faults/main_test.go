@@ -530,7 +530,7 @@ func startLoad(t *testing.T, ctx context.Context, workers int, pause time.Durati
 				l.outs = append(l.outs, o)
 				l.mu.Unlock()
 				if pause > 0 {
-					sleep(ctx, pause)
+					testkit.Sleep(ctx, pause)
 				}
 			}
 		})
@@ -582,28 +582,6 @@ func selectUser(db *sql.DB, want func() []string) func(ctx context.Context) erro
 			return fmt.Errorf("logged in as %q, want one of %q", user, want())
 		}
 		return nil
-	}
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-ctx.Done():
-	}
-}
-
-// waitFor polls cond until it holds, failing t after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

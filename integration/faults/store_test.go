@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
@@ -231,14 +232,14 @@ func testStoreFault(t *testing.T, d testDriver, pg *pgserver.Server, f storeFaul
 	before := c.Stats()
 	l := startLoad(t, ctx, workers, 5*time.Millisecond, selectUser(db, func() []string { return []string{role} }))
 	start := time.Now()
-	waitFor(t, 10*time.Second, "the background refresh to meet the fault", func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the background refresh to meet the fault", func() bool {
 		st := c.Stats()
 		if failing {
 			return st.FetchErrors >= before.FetchErrors+2
 		}
 		return st.Fetches >= before.Fetches+2
 	})
-	sleep(ctx, max(0, 300*time.Millisecond-time.Since(start)))
+	testkit.Sleep(ctx, max(0, 300*time.Millisecond-time.Since(start)))
 	outs := l.finish()
 	ok, failed, first := tally(outs)
 	st := c.Stats()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
@@ -50,7 +51,7 @@ func testRotationStorm(t *testing.T, d testDriver, pg *pgserver.Server) {
 			}
 
 			l := startLoad(t, ctx, workers, 0, selectUser(db, func() []string { return []string{role} }))
-			sleep(ctx, 200*time.Millisecond)
+			testkit.Sleep(ctx, 200*time.Millisecond)
 			start := time.Now()
 			final := ""
 			for r := 1; r <= rotations; r++ {
@@ -64,14 +65,14 @@ func testRotationStorm(t *testing.T, d testDriver, pg *pgserver.Server) {
 					src.set(cred)
 					setPassword(t, pg, role, next)
 				}
-				sleep(ctx, gap)
+				testkit.Sleep(ctx, gap)
 			}
 			stormEnd := time.Now()
-			waitFor(t, 10*time.Second, "the connector to settle on the last credential", func() bool {
+			testkit.WaitFor(t.Context(), t, 10*time.Second, "the connector to settle on the last credential", func() bool {
 				return c.Stats().CredentialVersion == final
 			})
 			settled := time.Now()
-			sleep(ctx, 300*time.Millisecond) // a window on the last credential
+			testkit.Sleep(ctx, 300*time.Millisecond) // a window on the last credential
 			outs := l.finish()
 			elapsed := time.Since(start)
 
@@ -255,7 +256,7 @@ func testSingleUserWindowStoreCalls(t *testing.T, d testDriver, pg *pgserver.Ser
 		},
 		afterSuccess: func(ctx context.Context, password string) {
 			if password == pw2 {
-				sleep(ctx, 200*time.Millisecond)
+				testkit.Sleep(ctx, 200*time.Millisecond)
 			}
 		},
 	}

@@ -4,26 +4,59 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lib/pq"
 )
+
+// Ledger is the record of an insert load: every id the database
+// acknowledged, the statements that failed and the first few errors, and
+// the check that no acknowledged row was lost (Verify). InsertLoad keeps
+// one; so does pgrotate demo's paced load.
+type Ledger struct {
+	// OK and Failed count statements as they are recorded.
+	OK, Failed atomic.Int64
+
+	table string
+
+	mu   sync.Mutex // guards ids and errs
+	ids  map[int64]struct{}
+	errs []error // the first few failures
+}
+
+// NewLedger returns an empty Ledger of inserts into table.
+func NewLedger(table string) *Ledger {
+	return &Ledger{table: table, ids: make(map[int64]struct{})}
+}
+
+// Record notes one statement: the id the database acknowledged, or its
+// error.
+func (l *Ledger) Record(id int64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.Failed.Add(1)
+		if len(l.errs) < 5 {
+			l.errs = append(l.errs, err)
+		}
+		return
+	}
+	l.OK.Add(1)
+	l.ids[id] = struct{}{}
+}
 
 // InsertLoad is a set of workers that insert rows through an application's
 // pool and remember every id the database acknowledged, so that a test can
 // prove no acknowledged row was lost.
 type InsertLoad struct {
-	// OK and Failed count statements as they finish.
-	OK, Failed atomic.Int64
+	*Ledger
 
-	table   string
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	slowest atomic.Int64 // nanoseconds, since TakeSlowest
-
-	mu   sync.Mutex // guards ids and errs
-	ids  map[int64]struct{}
-	errs []error // the first few failures
 }
 
 // StartInserts starts workers that insert into table (columns worker and
@@ -31,7 +64,7 @@ type InsertLoad struct {
 // maxPerWorker attempts, pausing for pause between two statements. Each
 // statement has 30 s.
 func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPerWorker int, pause time.Duration) *InsertLoad {
-	query := "INSERT INTO " + table + " (worker, seq) VALUES ($1, $2) RETURNING id"
+	query := "INSERT INTO " + quoteTable(table) + " (worker, seq) VALUES ($1, $2) RETURNING id"
 	return StartInsertFunc(ctx, table, workers, maxPerWorker, pause, func(ctx context.Context, worker, seq int) (int64, error) {
 		var id int64
 		err := db.QueryRowContext(ctx, query, worker, seq).Scan(&id)
@@ -45,7 +78,7 @@ func StartInserts(ctx context.Context, db *sql.DB, table string, workers, maxPer
 // attempt and returns its id. Each call has 30 s.
 func StartInsertFunc(ctx context.Context, table string, workers, maxPerWorker int, pause time.Duration,
 	insert func(ctx context.Context, worker, seq int) (id int64, err error)) *InsertLoad {
-	l := &InsertLoad{table: table, stop: make(chan struct{}), ids: make(map[int64]struct{})}
+	l := &InsertLoad{Ledger: NewLedger(table), stop: make(chan struct{})}
 	for w := range workers {
 		l.wg.Go(func() {
 			for seq := range maxPerWorker {
@@ -61,24 +94,9 @@ func StartInsertFunc(ctx context.Context, table string, workers, maxPerWorker in
 				id, err := insert(sctx, w, seq)
 				l.noteDuration(time.Since(begin))
 				cancel()
-				l.mu.Lock()
-				if err != nil {
-					l.Failed.Add(1)
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, err)
-					}
-				} else {
-					l.OK.Add(1)
-					l.ids[id] = struct{}{}
-				}
-				l.mu.Unlock()
+				l.Record(id, err)
 				if pause > 0 {
-					t := time.NewTimer(pause)
-					select {
-					case <-t.C:
-					case <-ctx.Done():
-						t.Stop()
-					}
+					_ = Sleep(ctx, pause)
 				}
 			}
 		})
@@ -136,12 +154,12 @@ func (r LoadResult) Problems() []string {
 
 // Verify reads the table's ids through reader (ideally a connection that
 // does not go through the connector under test) and compares them with the
-// acknowledged ones. Call it after Finish.
-func (l *InsertLoad) Verify(ctx context.Context, reader *sql.DB) (LoadResult, error) {
+// acknowledged ones. Call it once the load has stopped (InsertLoad.Finish).
+func (l *Ledger) Verify(ctx context.Context, reader *sql.DB) (LoadResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := LoadResult{Failures: l.Failed.Load(), Acknowledged: int64(len(l.ids)), FirstErrors: l.errs}
-	rows, err := reader.QueryContext(ctx, "SELECT id FROM "+l.table)
+	rows, err := reader.QueryContext(ctx, "SELECT id FROM "+quoteTable(l.table))
 	if err != nil {
 		return r, fmt.Errorf("read back: %w", err)
 	}
@@ -169,4 +187,14 @@ func (l *InsertLoad) Verify(ctx context.Context, reader *sql.DB) (LoadResult, er
 		}
 	}
 	return r, nil
+}
+
+// quoteTable quotes a table name for SQL; a schema-qualified name
+// (schema.table) has each part quoted.
+func quoteTable(name string) string {
+	parts := strings.Split(name, ".")
+	for i, p := range parts {
+		parts[i] = pq.QuoteIdentifier(p)
+	}
+	return strings.Join(parts, ".")
 }

@@ -131,7 +131,7 @@ var storeCallsTemplate = template.Must(template.New("storecalls").Parse(`## 2. R
 
 The database is a fake that accepts one password and answers others with ` + "`28P01`" + ` after {{.Latency}} (` + "`WithNewConnector`" + `), so that the n logins overlap as they do against a real server. The rotating Connector runs with its defaults, as an application that sets no option: rotation wait {{.RotationWait}}, store calls paced by a backoff of {{.MinBackoff}} doubling to {{.MaxBackoff}}.
 
-The alternatives (` + "`benchmarks/naive_test.go`" + `): **refetch-on-auth-failure** caches the credential and, when a login is rejected, refetches it and retries once: each failing dial does its own refetch, with no coalescing and no knowledge of AWSPENDING (what the peers do; one retry is the most frugal of them, so the comparison favours the alternative). **fetch-per-connection** calls the store before every login.
+The alternatives (` + "`internal/naive`, shared with `pgrotate demo`" + `): **refetch-on-auth-failure** caches the credential and, when a login is rejected, refetches it and retries once: each failing dial does its own refetch, with no coalescing and no knowledge of AWSPENDING (what the peers do; one retry is the most frugal of them, so the comparison favours the alternative). **fetch-per-connection** calls the store before every login.
 
 The store cases:
 

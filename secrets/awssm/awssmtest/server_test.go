@@ -24,6 +24,7 @@ import (
 	"github.com/aws/smithy-go"
 	"go.uber.org/goleak"
 
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -237,7 +238,7 @@ func TestFaultHangEndsAtClose(t *testing.T) {
 		_, err := c.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: s("db")})
 		done <- err
 	}()
-	waitFor(t, func() bool { return srv.Calls(awssmtest.OpDescribeSecret) == 1 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the DescribeSecret call to arrive", func() bool { return srv.Calls(awssmtest.OpDescribeSecret) == 1 })
 	closed := make(chan struct{})
 	go func() { srv.Close(); close(closed) }()
 	select {
@@ -431,7 +432,7 @@ func TestListenAndServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(ctx, "127.0.0.1:0") }()
-	waitFor(t, func() bool { return srv.URL() != "" })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the server to listen", func() bool { return srv.URL() != "" })
 	if !strings.HasPrefix(srv.URL(), "http://127.0.0.1:") {
 		t.Errorf("URL = %q", srv.URL())
 	}
@@ -448,7 +449,7 @@ func TestListenAndServe(t *testing.T) {
 		_, err := c.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: s("db")})
 		hung <- err
 	}()
-	waitFor(t, func() bool { return srv.Calls(awssmtest.OpDescribeSecret) >= 1 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the DescribeSecret call to arrive", func() bool { return srv.Calls(awssmtest.OpDescribeSecret) >= 1 })
 
 	cancel()
 	select {
@@ -477,7 +478,7 @@ func TestListenAndServeEndsAtClose(t *testing.T) {
 	srv := awssmtest.NewServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.ListenAndServe(context.Background(), "[::1]:0") }()
-	waitFor(t, func() bool {
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "the server to listen on [::1]", func() bool {
 		select {
 		case err := <-served:
 			t.Skipf("no IPv6 loopback: %v", err)
@@ -586,7 +587,7 @@ func TestNoGoroutinesAfterClose(t *testing.T) {
 		wg.Go(func() { c.GetSecretValue(context.Background(), &secretsmanager.GetSecretValueInput{SecretId: s("db")}) })
 		wg.Go(func() { c.DescribeSecret(context.Background(), &secretsmanager.DescribeSecretInput{SecretId: s("db")}) })
 	}
-	waitFor(t, func() bool { return srv.TotalCalls() == 7 })
+	testkit.WaitFor(t.Context(), t, 10*time.Second, "7 calls to arrive", func() bool { return srv.TotalCalls() == 7 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -600,7 +601,7 @@ func TestNoGoroutinesAfterClose(t *testing.T) {
 
 func TestLoggerNeverSeesValues(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testkit.LogBuffer
 	srv, c := start(t, awssmtest.WithLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	ctx := t.Context()
 	const value = "hunter2-very-secret"
@@ -621,34 +622,5 @@ func TestLoggerNeverSeesValues(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls cond until it holds or the test times out.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

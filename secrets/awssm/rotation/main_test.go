@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -29,7 +29,7 @@ type env struct {
 	pg     *pgserver.Server // nil for tests that need no database
 	srv    *awssmtest.Server
 	client *secretsmanager.Client
-	logs   *syncBuffer
+	logs   *testkit.LogBuffer
 	logger *slog.Logger
 }
 
@@ -37,7 +37,7 @@ type env struct {
 // PostgreSQL server.
 func newEnv(t *testing.T, withDB bool, opts ...awssmtest.Option) *env {
 	t.Helper()
-	e := &env{srv: awssmtest.NewServer(opts...).Start(), logs: new(syncBuffer)}
+	e := &env{srv: awssmtest.NewServer(opts...).Start(), logs: new(testkit.LogBuffer)}
 	t.Cleanup(e.srv.Close)
 	e.client = e.srv.Client(context.Background())
 	e.logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -191,36 +191,6 @@ func noSecretIn(t *testing.T, what, s string, values ...string) {
 		if v != "" && bytes.Contains([]byte(s), []byte(v)) {
 			t.Errorf("%s contains a password", what)
 		}
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

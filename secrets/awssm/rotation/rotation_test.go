@@ -15,6 +15,7 @@ import (
 	"github.com/lib/pq/pqerror"
 
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
+	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
 )
@@ -58,7 +59,7 @@ func TestSingleUserRotation(t *testing.T) {
 			newPassword = pending.Password
 			if step == rotation.StepSet {
 				begin := time.Now()
-				if err := sleep(ctx, hold); err != nil {
+				if err := testkit.Sleep(ctx, hold); err != nil {
 					return err
 				}
 				heldFor = time.Since(begin)
