@@ -22,6 +22,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/pgrotate/rotating/internal/testca"
 )
 
 // The authentication challenge the server answers unauthenticated requests
@@ -132,8 +134,13 @@ type injected struct {
 // Server is an in-memory Azure Key Vault secrets endpoint over HTTPS. All
 // methods are safe for concurrent use.
 type Server struct {
-	cfg    config
-	pki    *testPKI
+	cfg config
+	// ca signed leaf, the server's certificate for the loopback names:
+	// the azsecrets client sends bearer tokens over TLS only, so the
+	// server needs a certificate the client trusts, and a CA of its own
+	// means only clients given this server's pool trust it.
+	ca     *testca.CA
+	leaf   *testca.Leaf
 	token  string
 	cred   *Credential
 	closed chan struct{} // closed by Close; ends hanging and delayed requests
@@ -162,16 +169,17 @@ type Server struct {
 // token. It does not listen: call [Server.Start]. Call [Server.Close] when
 // done. It panics if it cannot make its certificates.
 func NewServer(opts ...Option) *Server {
-	pki, err := newTestPKI()
+	ca, leaf, err := testca.ForLoopback("azkvtest CA")
 	if err != nil {
-		panic(err)
+		panic("azkvtest: " + err.Error())
 	}
 	tok := make([]byte, 24)
 	if _, err := rand.Read(tok); err != nil {
 		panic("azkvtest: " + err.Error())
 	}
 	s := &Server{
-		pki:     pki,
+		ca:      ca,
+		leaf:    leaf,
 		token:   "azkvtest-token-" + hex.EncodeToString(tok),
 		closed:  make(chan struct{}),
 		secrets: make(map[string]*secret),
@@ -184,7 +192,7 @@ func NewServer(opts ...Option) *Server {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil // the server is always on loopback
-	t.TLSClientConfig = &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}
+	t.TLSClientConfig = &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	s.transport = t
 	return s
 }
@@ -202,7 +210,7 @@ func (s *Server) Start() *Server {
 	}
 	ts := httptest.NewUnstartedServer(s)
 	ts.Listener = &gateListener{Listener: ts.Listener, s: s}
-	ts.TLS = &tls.Config{Certificates: []tls.Certificate{s.pki.server}, MinVersion: tls.VersionTLS12}
+	ts.TLS = s.leaf.ServerConfig()
 	// Clients that give up mid-handshake (a fetch timeout) are expected.
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
 	ts.StartTLS()
@@ -226,11 +234,11 @@ func (s *Server) Credential() *Credential { return s.cred }
 func (s *Server) Token() string { return s.token }
 
 // CertPool returns a pool holding the server's CA certificate.
-func (s *Server) CertPool() *x509.CertPool { return s.pki.pool.Clone() }
+func (s *Server) CertPool() *x509.CertPool { return s.ca.Pool() }
 
 // CACertPEM returns the server's CA certificate in PEM form, for clients
 // that take a file.
-func (s *Server) CACertPEM() []byte { return append([]byte(nil), s.pki.caPEM...) }
+func (s *Server) CACertPEM() []byte { return s.ca.CertPEM() }
 
 // HTTPClient returns an HTTP client that trusts the server's CA and uses no
 // proxy. [Server.Close] drops its idle connections.

@@ -12,13 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/pgrotate/rotating/internal/testca"
 )
 
 // Op names a kind of request, for [Server.Calls] and [Server.InjectFault].
@@ -95,9 +96,10 @@ type injected struct {
 // documentation. All methods are safe for concurrent use.
 type Server struct {
 	cfg  config
-	db   backend // nil without a database
-	pki  *testPKI
-	root string // the root token's id
+	db   backend      // nil without a database
+	ca   *testca.CA   // nil without WithTLS
+	leaf *testca.Leaf // the server's certificate, signed by ca
+	root string       // the root token's id
 
 	// ctx is cancelled at the end of Close; revocations and rotations run
 	// on it. closing is closed at the start of Close and ends delayed
@@ -178,11 +180,11 @@ func NewServer(db *sql.DB, opts ...Option) (*Server, error) {
 		s.db = &pgBackend{db: db}
 	}
 	if cfg.tls {
-		pki, err := newTestPKI()
+		ca, leaf, err := testca.ForLoopback("vaulttest CA")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("vaulttest: %w", err)
 		}
-		s.pki = pki
+		s.ca, s.leaf = ca, leaf
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.root = cfg.rootToken
@@ -227,8 +229,8 @@ func (s *Server) listenLocked(addr string) error {
 		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
 	}
 	s.addr = ln.Addr().String()
-	if s.pki != nil {
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{s.pki.server}, MinVersion: tls.VersionTLS12})
+	if s.leaf != nil {
+		ln = tls.NewListener(ln, s.leaf.ServerConfig())
 	}
 	hs := &http.Server{
 		Handler:           s,
@@ -258,7 +260,7 @@ func (s *Server) URL() string {
 	if s.addr == "" {
 		return ""
 	}
-	if s.pki != nil {
+	if s.ca != nil {
 		return "https://" + s.addr
 	}
 	return "http://" + s.addr
@@ -273,18 +275,18 @@ func (s *Server) RootToken() string { return s.root }
 // certificate, for VAULT_CACERT or api.TLSConfig.CACertBytes, or nil
 // without [WithTLS].
 func (s *Server) CACert() []byte {
-	if s.pki == nil {
+	if s.ca == nil {
 		return nil
 	}
-	return append([]byte(nil), s.pki.caPEM...)
+	return s.ca.CertPEM()
 }
 
 // WriteCACert writes [Server.CACert] to path (mode 0644), for VAULT_CACERT.
 func (s *Server) WriteCACert(path string) error {
-	if s.pki == nil {
+	if s.ca == nil {
 		return errors.New("vaulttest: WriteCACert: the server has no TLS (see WithTLS)")
 	}
-	return os.WriteFile(path, s.pki.caPEM, 0o644)
+	return s.ca.WriteCert(path)
 }
 
 // Config returns a vault/api client configuration for the server: its
@@ -303,8 +305,8 @@ func (s *Server) Config() (*api.Config, error) {
 	}
 	cfg.Address = url
 	cfg.MaxRetries = 0
-	if s.pki != nil {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.pki.caPEM}); err != nil {
+	if s.ca != nil {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.ca.CertPEM()}); err != nil {
 			return nil, err
 		}
 	} else {
