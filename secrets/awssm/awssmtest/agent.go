@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+	"github.com/pgrotate/rotating/internal/loopback"
 )
 
 // The agent's defaults, as the AWS Secrets Manager Agent has them.
@@ -185,6 +187,7 @@ type Agent struct {
 	closed chan struct{}
 
 	closeOnce sync.Once
+	fault     loopback.Faults[struct{}, Fault] // one fault, for every request; a lock of its own
 
 	// mu guards everything below. It is never held across a store call, a
 	// wait or a write to a client.
@@ -195,7 +198,6 @@ type Agent struct {
 	url      string
 	inFlight int
 	cache    map[agentKey]*agentEntry
-	fault    *injected
 	stats    AgentStats
 }
 
@@ -300,33 +302,11 @@ func (a *Agent) ResetStats() {
 // answers 200 with a truncated JSON body. Count limits it to that many
 // requests. It replaces any fault set before.
 func (a *Agent) InjectFault(f Fault) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fault = &injected{fault: f, remaining: f.Count}
+	a.fault.Set(struct{}{}, f, f.Count)
 }
 
 // ClearFaults removes the fault set with [Agent.InjectFault].
-func (a *Agent) ClearFaults() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fault = nil
-}
-
-// takeFault returns the fault for this request, using up one of its Count.
-// Callers hold mu.
-func (a *Agent) takeFaultLocked() (Fault, bool) {
-	if a.fault == nil {
-		return Fault{}, false
-	}
-	f := a.fault.fault
-	if f.Count > 0 {
-		a.fault.remaining--
-		if a.fault.remaining <= 0 {
-			a.fault = nil
-		}
-	}
-	return f, true
-}
+func (a *Agent) ClearFaults() { a.fault.Clear() }
 
 // Start serves a on a random port of 127.0.0.1 and returns a. It panics if
 // a is already started or closed.
@@ -358,8 +338,8 @@ func (a *Agent) URL() string {
 // itself listens on localhost only). While serving, [Agent.URL] names ln's
 // address, if [Agent.Start] has not set it already.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
-	if err := checkLoopbackListener(ln); err != nil {
-		return err
+	if err := loopback.CheckListener(ln); err != nil {
+		return fmt.Errorf("awssmtest: %w", err)
 	}
 	u := "http://" + ln.Addr().String()
 	a.mu.Lock()
@@ -526,10 +506,10 @@ func (a *Agent) answer(w http.ResponseWriter, r *http.Request, path string, heal
 	if q.refreshNow {
 		a.stats.RefreshNow++
 	}
-	fault, faulted := a.takeFaultLocked()
+	fault, faulted := a.fault.Take(struct{}{})
 	a.mu.Unlock()
 	if faulted {
-		if !waitFault(r.Context(), a.closed, fault) {
+		if !loopback.Wait(r.Context(), a.closed, fault.Latency, fault.Hang) {
 			panic(http.ErrAbortHandler) // the client gave up or the agent closed: drop the connection
 		}
 		if fault.MalformedBody {
@@ -767,30 +747,6 @@ func (a *Agent) storeFailure(ctx context.Context, err error) *agentError {
 		return storeError(http.StatusBadGateway, "ConnectionError", "Response Error")
 	}
 	return storeError(http.StatusBadGateway, "ConnectionError", "Read Error")
-}
-
-// waitFault sleeps for f's latency and hangs if f says so. It reports false
-// if ctx ended or closed was closed first.
-func waitFault(ctx context.Context, closed <-chan struct{}, f Fault) bool {
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-closed:
-			return false
-		}
-	}
-	if f.Hang {
-		select {
-		case <-ctx.Done():
-		case <-closed:
-		}
-		return false
-	}
-	return true
 }
 
 // handlerTransport hands requests to a handler in process: the agent's
