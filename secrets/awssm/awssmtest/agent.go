@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -184,7 +183,8 @@ type Agent struct {
 	srv    *Server
 	cfg    agentConfig
 	store  *secretsmanager.Client // to srv, in process
-	closed chan struct{}
+	closed chan struct{}          // closed by Close; ends hanging and delayed requests
+	ep     endpoint               // where a listens
 
 	closeOnce sync.Once
 	fault     loopback.Faults[struct{}, Fault] // one fault, for every request; a lock of its own
@@ -193,9 +193,6 @@ type Agent struct {
 	// wait or a write to a client.
 	mu       sync.Mutex
 	token    string
-	closing  bool
-	ts       *httptest.Server
-	url      string
 	inFlight int
 	cache    map[agentKey]*agentEntry
 	stats    AgentStats
@@ -243,6 +240,7 @@ func (s *Server) NewAgent(opts ...AgentOption) *Agent {
 		token:  cfg.token,
 		cache:  make(map[agentKey]*agentEntry),
 	}
+	a.ep = endpoint{name: "Agent", h: a, closed: a.closed}
 	a.store = secretsmanager.New(secretsmanager.Options{
 		Region: Region,
 		// Never dialled: the transport hands requests to s's handler.
@@ -311,26 +309,13 @@ func (a *Agent) ClearFaults() { a.fault.Clear() }
 // Start serves a on a random port of 127.0.0.1 and returns a. It panics if
 // a is already started or closed.
 func (a *Agent) Start() *Agent {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closing {
-		panic("awssmtest: Agent.Start after Close")
-	}
-	if a.ts != nil {
-		panic("awssmtest: Agent already started")
-	}
-	a.ts = httptest.NewServer(a)
-	a.url = a.ts.URL
+	a.ep.start()
 	return a
 }
 
 // URL returns the agent's base URL, such as "http://127.0.0.1:41235", or ""
 // before [Agent.Start] or [Agent.Serve].
-func (a *Agent) URL() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.url
-}
+func (a *Agent) URL() string { return a.ep.URL() }
 
 // Serve serves a on ln until ctx is done or [Agent.Close] is called, then
 // closes ln and returns nil. ln must be bound to a loopback address, else
@@ -338,29 +323,7 @@ func (a *Agent) URL() string {
 // itself listens on localhost only). While serving, [Agent.URL] names ln's
 // address, if [Agent.Start] has not set it already.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
-	if err := loopback.CheckListener(ln); err != nil {
-		return fmt.Errorf("awssmtest: %w", err)
-	}
-	u := "http://" + ln.Addr().String()
-	a.mu.Lock()
-	if a.closing {
-		a.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	setURL := a.url == ""
-	if setURL {
-		a.url = u
-	}
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		if setURL && a.url == u {
-			a.url = ""
-		}
-		a.mu.Unlock()
-	}()
-	return serveLoopback(ctx, ln, a, a.closed)
+	return a.ep.serve(ctx, ln)
 }
 
 // InProcessClient returns an HTTP client whose requests go to a's handler
@@ -379,14 +342,8 @@ func (a *Agent) InProcessClient() *http.Client {
 // agent is down. Close is idempotent; the counters stay readable.
 func (a *Agent) Close() {
 	a.closeOnce.Do(func() {
-		a.mu.Lock()
-		a.closing = true
-		ts := a.ts
-		a.mu.Unlock()
 		close(a.closed)
-		if ts != nil {
-			ts.Close()
-		}
+		a.ep.stop()
 	})
 }
 

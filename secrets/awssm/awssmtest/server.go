@@ -9,7 +9,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -137,6 +136,7 @@ type Fault struct {
 type Server struct {
 	cfg    config
 	closed chan struct{} // closed by Close; ends hanging and delayed requests
+	ep     endpoint      // where s listens
 
 	// transport carries the requests of the clients made by Client, so that
 	// Close can drop their idle connections.
@@ -152,8 +152,6 @@ type Server struct {
 	// hangs or writes its answer, nor while an OnRotate hook runs.
 	mu         sync.Mutex
 	closing    bool
-	ts         *httptest.Server
-	url        string
 	secrets    map[string]*secret // by name
 	byARN      map[string]*secret
 	stageCalls map[string]int64 // GetSecretValue calls by requested stage
@@ -172,6 +170,7 @@ func NewServer(opts ...Option) *Server {
 		stageCalls: make(map[string]int64),
 		faults:     loopback.NewFaults[string, Fault](AllOperations),
 	}
+	s.ep = endpoint{name: "Server", h: s, closed: s.closed}
 	for _, opt := range opts {
 		opt(&s.cfg)
 	}
@@ -184,27 +183,13 @@ func NewServer(opts ...Option) *Server {
 // Start serves s on a random port of 127.0.0.1 and returns s. It panics if s
 // is already started or closed, or if it cannot listen.
 func (s *Server) Start() *Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		panic("awssmtest: Start after Close")
-	}
-	if s.ts != nil {
-		panic("awssmtest: Server already started")
-	}
-	// httptest listens on 127.0.0.1:0 (or [::1]:0 where IPv4 is missing).
-	s.ts = httptest.NewServer(s)
-	s.url = s.ts.URL
+	s.ep.start()
 	return s
 }
 
 // URL returns the server's base URL, such as "http://127.0.0.1:41234", or ""
 // before [Server.Start] or [Server.Serve].
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.url
-}
+func (s *Server) URL() string { return s.ep.URL() }
 
 // Client returns a Secrets Manager client for s: region [Region], static
 // dummy credentials, BaseEndpoint set to [Server.URL], and an HTTP transport
@@ -242,13 +227,10 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
-		ts := s.ts
 		s.mu.Unlock()
 
 		close(s.closed)
-		if ts != nil {
-			ts.Close() // waits for handlers, which closed has released
-		}
+		s.ep.stop() // waits for handlers, which closed has released
 		s.hooks.Wait()
 		s.transport.CloseIdleConnections()
 	})
@@ -275,39 +257,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // their context cancelled. While serving, [Server.URL] names ln's address,
 // if [Server.Start] has not set it already.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if err := loopback.CheckListener(ln); err != nil {
-		return fmt.Errorf("awssmtest: %w", err)
-	}
-	url := "http://" + ln.Addr().String()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	setURL := s.url == ""
-	if setURL {
-		s.url = url
-	}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if setURL && s.url == url {
-			s.url = ""
-		}
-		s.mu.Unlock()
-	}()
-
-	return serveLoopback(ctx, ln, s, s.closed)
-}
-
-// serveLoopback serves h on ln, which the caller checked is on loopback,
-// until ctx is done or closed is closed (see [loopback.ServeHTTP]).
-func serveLoopback(ctx context.Context, ln net.Listener, h http.Handler, closed <-chan struct{}) error {
-	if err := loopback.ServeHTTP(ctx, ln, h, closed); err != nil {
-		return fmt.Errorf("awssmtest: %w", err)
-	}
-	return nil
+	return s.ep.serve(ctx, ln)
 }
 
 // InjectFault makes the next calls of op (an Op constant, or AllOperations
