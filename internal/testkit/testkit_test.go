@@ -22,10 +22,12 @@ type recorder struct {
 	failed       bool
 }
 
-func (r *recorder) Helper()                         {}
-func (r *recorder) Failed() bool                    { return r.failed }
-func (r *recorder) Cleanup(f func())                { r.cleanups = append(r.cleanups, f) }
-func (r *recorder) Logf(format string, args ...any) { r.logs = append(r.logs, fmt.Sprintf(format, args...)) }
+func (r *recorder) Helper()          {}
+func (r *recorder) Failed() bool     { return r.failed }
+func (r *recorder) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *recorder) Logf(format string, args ...any) {
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
 func (r *recorder) Errorf(format string, args ...any) {
 	r.failed = true
 	r.errors = append(r.errors, fmt.Sprintf(format, args...))
