@@ -79,9 +79,6 @@ func (e *env) newPassword(t *testing.T) string {
 	return pw
 }
 
-// secrets returns every password the test made and the vault's token.
-func (e *env) secrets() []string { return e.known.List() }
-
 // assertNoSecret fails t if text holds a password or the bearer token.
 func (e *env) assertNoSecret(t *testing.T, what, text string) {
 	t.Helper()
