@@ -69,8 +69,6 @@ func (e *env) newPassword(t *testing.T) string {
 	return pw
 }
 
-func (e *env) knownPasswords() []string { return e.known.List() }
-
 // assertNoPassword fails t if text holds any password the test made,
 // without printing it.
 func (e *env) assertNoPassword(t *testing.T, what, text string) {
