@@ -259,6 +259,9 @@ func (e *env) appCalls(stage string) int64 {
 	return e.sm.CallsByStage(stage) - e.rot.byStage(stage)
 }
 
+// countErrs returns how many of errs are not nil.
+func countErrs(errs []error) int { return testkit.CountErrors(errs) }
+
 // logBuffer collects the application's logs.
 type logBuffer = testkit.LogBuffer
 
