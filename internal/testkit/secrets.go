@@ -29,6 +29,13 @@ func (s *Secrets) Add(values ...string) {
 	}
 }
 
+// Keep adds value to the set and returns it, for a secret made in passing:
+// pw := known.Keep(pgtest.RandomPassword(t)).
+func (s *Secrets) Keep(value string) string {
+	s.Add(value)
+	return value
+}
+
 // List returns the values added so far.
 func (s *Secrets) List() []string {
 	s.mu.Lock()

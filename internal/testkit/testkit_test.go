@@ -45,7 +45,9 @@ func TestSecrets(t *testing.T) {
 		t.Fatal("the zero Secrets is not empty")
 	}
 	s.Add("pw-one", "", "token-two")
-	s.Add("pw-three")
+	if s.Keep("pw-three") != "pw-three" {
+		t.Error("Keep does not return its value")
+	}
 	if got := strings.Join(s.List(), ","); got != "pw-one,token-two,pw-three" {
 		t.Errorf("List() = %q, want the three values in order, without the empty one", got)
 	}

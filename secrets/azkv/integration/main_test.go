@@ -68,16 +68,11 @@ func newEnv(t *testing.T) *env {
 func (e *env) newRole(t *testing.T) (role, password string) {
 	t.Helper()
 	role, password = pgtest.NewRole(t, e.pg)
-	e.known.Add(password)
-	return role, password
+	return role, e.known.Keep(password)
 }
 
 // newPassword returns a fresh password, remembered for the secrecy checks.
-func (e *env) newPassword(t *testing.T) string {
-	pw := pgtest.RandomPassword(t)
-	e.known.Add(pw)
-	return pw
-}
+func (e *env) newPassword(t *testing.T) string { return e.known.Keep(pgtest.RandomPassword(t)) }
 
 // assertNoSecret fails t if text holds a password or the bearer token.
 func (e *env) assertNoSecret(t *testing.T, what, text string) {

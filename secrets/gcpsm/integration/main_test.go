@@ -59,15 +59,10 @@ func newEnv(t *testing.T) *env {
 func (e *env) newRole(t *testing.T) (role, password string) {
 	t.Helper()
 	role, password = pgtest.NewRole(t, e.pg)
-	e.known.Add(password)
-	return role, password
+	return role, e.known.Keep(password)
 }
 
-func (e *env) newPassword(t *testing.T) string {
-	pw := pgtest.RandomPassword(t)
-	e.known.Add(pw)
-	return pw
-}
+func (e *env) newPassword(t *testing.T) string { return e.known.Keep(pgtest.RandomPassword(t)) }
 
 // assertNoPassword fails t if text holds any password the test made,
 // without printing it.
