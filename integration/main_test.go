@@ -109,36 +109,13 @@ type logBuffer = testkit.LogBuffer
 
 // newLogger returns a logger that records everything, Debug included, as
 // JSON lines in the returned buffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	buf := new(logBuffer)
-	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
+func newLogger() (*slog.Logger, *logBuffer) { return testkit.NewJSONLogger() }
 
 // logOnFailure logs the connector's log lines at Info level and above if t
 // failed (the last 60), with every password passwords returns removed: the
 // tests fail if a log holds one, but the failure report must not spread it.
 func logOnFailure(t testing.TB, logs *logBuffer, passwords func() []string) {
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		var lines []string
-		for line := range strings.Lines(logs.String()) {
-			if !strings.Contains(line, `"level":"DEBUG"`) {
-				lines = append(lines, line)
-			}
-		}
-		if len(lines) > 60 {
-			lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
-		}
-		text := strings.Join(lines, "")
-		for _, pw := range passwords() {
-			if pw != "" {
-				text = strings.ReplaceAll(text, pw, "[PASSWORD REMOVED BY THE TEST]")
-			}
-		}
-		t.Logf("the connector's log (Info and above):\n%s", text)
-	})
+	logs.LogOnFailure(t, "the connector's log", passwords)
 }
 
 // assertNoSecret fails t if text contains any of the secrets.
@@ -154,10 +131,7 @@ func assertNoSecret(t testing.TB, what, text string, secrets ...string) {
 // createLoadTable creates a table of the test's own through db, so that it
 // is owned by the test's role and dropped with it.
 func createLoadTable(ctx context.Context, t testing.TB, db *sql.DB) string {
-	t.Helper()
-	table := pgtest.UniqueName(t, "t")
-	mustExec(ctx, t, db, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)")
-	return table
+	return pgtest.CreateLoadTable(ctx, t, db)
 }
 
 // insertLoad inserts rows through the application's pool and remembers
@@ -180,11 +154,5 @@ func (l *insertLoad) finish() { l.Finish() }
 // the acknowledged rows. Call it after finish.
 func (l *insertLoad) check(ctx context.Context, t testing.TB) {
 	t.Helper()
-	r, err := l.Verify(ctx, l.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems() {
-		t.Error(p)
-	}
+	l.Check(ctx, t, l.db)
 }

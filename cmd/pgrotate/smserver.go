@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/pgrotate/rotating/internal/loopback"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
 
@@ -239,13 +240,12 @@ func smServerCommand(ctx context.Context, args []string, std *stdio) int {
 
 // checkLoopback returns why addr is not a loopback host:port, or "".
 func checkLoopback(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err.Error()
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	switch err := loopback.CheckAddr(addr); {
+	case errors.Is(err, loopback.ErrNotLoopback):
 		return "serve on a loopback address (127.0.0.1, [::1], localhost): " +
 			"the endpoints serve secrets to any signature, so they must not be reachable from other machines"
+	case err != nil:
+		return err.Error()
 	}
 	return ""
 }

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"github.com/pgrotate/rotating/internal/loopback"
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
 )
@@ -106,13 +106,12 @@ func parseVaultServerFlags(args []string, std *stdio) (cfg vaultServerConfig, co
 		fmt.Fprintf(std.err, "pgrotate vault-server: "+format+"\n", args...)
 		return cfg, exitUsage, true
 	}
-	host, _, err := net.SplitHostPort(cfg.addr)
-	if err != nil {
-		return bad("-addr %q: %v", cfg.addr, err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	switch err := loopback.CheckAddr(cfg.addr); {
+	case errors.Is(err, loopback.ErrNotLoopback):
 		return bad("-addr %q: serve on a loopback address (127.0.0.1, [::1], localhost): "+
 			"the server hands out database credentials, so it must not be reachable from other machines", cfg.addr)
+	case err != nil:
+		return bad("-addr: %v", err)
 	}
 	for name, d := range map[string]time.Duration{"-ttl": cfg.ttl, "-max-ttl": cfg.maxTTL, "-rotation-period": cfg.rotation} {
 		if d < time.Second || d%time.Second != 0 {

@@ -3,19 +3,16 @@ package awsintegration
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
-	"github.com/lib/pq"
-	"github.com/lib/pq/pqerror"
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
+	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 )
@@ -121,43 +118,16 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 	}
 	e.sm.ResetCalls()
 	authBefore := c.Stats()
-	errs := make([]error, callers)
-	took := make([]time.Duration, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			begin := time.Now()
-			conn, err := c.Connect(cctx)
-			took[i] = time.Since(begin)
-			if conn != nil {
-				_ = conn.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	errs, slowest := testkit.ConnectAll(ctx, c, callers, 10*time.Second)
 	requests := e.sm.Calls(awssmtest.OpGetSecretValue)
 	after := c.Stats()
 
 	// Every caller must get the same kind of error; each problem is
 	// reported once, with how many callers met it. (The time they took is
 	// reported, not asserted on.)
-	var slowest time.Duration
-	problems := map[string]int{}
-	var order []string
-	for i, err := range errs {
-		slowest = max(slowest, took[i])
-		for _, p := range connectErrorProblems(e, err, id, cause, wantCause) {
-			if problems[p]++; problems[p] == 1 {
-				order = append(order, p)
-			}
-		}
-	}
-	for _, p := range order {
-		t.Errorf("%d of %d concurrent Connects: %s", problems[p], callers, p)
-	}
+	testkit.ReportProblems(t, "concurrent Connects", errs, func(err error) []string {
+		return connectErrorProblems(e, err, id, cause, wantCause)
+	})
 	// database/sql hands the same error to the application.
 	_, dbErr := db.ExecContext(ctx, "SELECT 1")
 	for _, p := range connectErrorProblems(e, dbErr, id, cause, wantCause) {
@@ -182,47 +152,13 @@ func testBrokenSecret(t *testing.T, breakSecret func(e *env, id, role string), c
 // cause reachable, and no password in any rendering of it. It returns what
 // is wrong.
 func connectErrorProblems(e *env, err error, secretID string, cause func(error) bool, wantCause string) []string {
-	if err == nil {
-		return []string{"succeeded, want an error"}
-	}
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if !errors.Is(err, rotating.ErrCredentialRejected) {
-		add("errors.Is(err, ErrCredentialRejected) = false")
-	}
-	if cause != nil && !errors.Is(err, rotating.ErrFetchFailed) {
-		add("errors.Is(err, ErrFetchFailed) = false")
-	}
-	var authErr *rotating.AuthError
-	if !errors.As(err, &authErr) {
-		add("%T is not a *rotating.AuthError", err)
-	}
-	var pqErr *pq.Error
-	if !errors.As(err, &pqErr) || pqErr.Code != pqerror.InvalidPassword {
-		add("no *pq.Error with SQLSTATE 28P01 in the error")
-	}
-	if cause != nil && !cause(err) {
-		add("the source's error is not a %s", wantCause)
-	}
-	if !strings.Contains(err.Error(), secretID) {
-		add("the error does not name the secret %q", secretID)
-	}
-	text := fmt.Sprintf("%v | %+v | %#v | %s | %q", err, err, err, err, err)
-	for _, pw := range e.knownPasswords() {
-		if pw != "" && strings.Contains(text, pw) {
-			add("the error's text contains a password")
-			break
-		}
-	}
-	return problems
-}
-
-func countErrs(errs []error) int {
-	n := 0
-	for _, err := range errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
+	return apptest.Rejected{
+		Driver: drivers.LibPQ, Secret: secretID, Secrets: &e.known, FetchFailed: cause != nil,
+		Store: func(err error) []string {
+			if cause != nil && !cause(err) {
+				return []string{"the source's error is not a " + wantCause}
+			}
+			return nil
+		},
+	}.Problems(err)
 }

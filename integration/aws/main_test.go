@@ -20,6 +20,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/secrets/awssm"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
@@ -50,8 +51,7 @@ type env struct {
 	logger        *slog.Logger
 	rotLogger     *slog.Logger
 
-	mu        sync.Mutex
-	passwords []string // every password the test knows of, for the secrecy checks
+	known testkit.Secrets // every password the test knows of, for the secrecy checks
 }
 
 func newEnv(t *testing.T) *env {
@@ -71,54 +71,23 @@ func newEnv(t *testing.T) *env {
 // t failed, with every password of the secret's versions removed (the
 // tests fail if the logs hold one, but the log must not spread it).
 func (e *env) logOnFailure(t *testing.T, secretID string) {
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
+	e.logs.LogOnFailure(t, "the application's log", func() []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		e.rememberAllVersions(ctx, t, secretID)
-		var lines []string
-		for line := range strings.Lines(e.logs.String()) {
-			if !strings.Contains(line, `"level":"DEBUG"`) {
-				lines = append(lines, line)
-			}
-		}
-		if len(lines) > 60 {
-			lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
-		}
-		text := strings.Join(lines, "")
-		for _, pw := range e.knownPasswords() {
-			if pw != "" {
-				text = strings.ReplaceAll(text, pw, "[PASSWORD REMOVED BY THE TEST]")
-			}
-		}
-		t.Logf("the application's log (Info and above):\n%s", text)
+		return e.knownPasswords()
 	})
 }
 
 // remember records a password for assertNoPassword.
-func (e *env) remember(pw ...string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.passwords = append(e.passwords, pw...)
-}
+func (e *env) remember(pw ...string) { e.known.Add(pw...) }
 
-func (e *env) knownPasswords() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.passwords...)
-}
+func (e *env) knownPasswords() []string { return e.known.List() }
 
 // assertNoPassword fails t if text holds any password the test knows of.
 func (e *env) assertNoPassword(t *testing.T, what, text string) {
 	t.Helper()
-	for _, pw := range e.knownPasswords() {
-		if pw != "" && strings.Contains(text, pw) {
-			t.Errorf("%s contains a password (%d bytes of text)", what, len(text))
-			return
-		}
-	}
+	e.known.AssertNone(t, what, text)
 }
 
 // rememberAllVersions reads every version of the secret that has a value
@@ -170,41 +139,17 @@ func (e *env) newMaster(t *testing.T) (role, password string) {
 	return role, password
 }
 
-func (e *env) dropRole(t *testing.T, role string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var exists bool
-	if err := e.pg.Admin().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
-		t.Errorf("look up role %s: %v", role, err)
-		return
-	}
-	if exists {
-		if err := e.pg.DropRole(ctx, role); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	}
-}
+func (e *env) dropRole(t *testing.T, role string) { pgtest.DropRoleIfExists(t, e.pg, role) }
 
 // secretJSON is an RDS-format secret for the shared server, with extra
 // fields added.
 func (e *env) secretJSON(t *testing.T, user, password string, extra map[string]any) string {
 	t.Helper()
-	m := map[string]any{"engine": "postgres", "host": e.pg.Host, "port": e.pg.Port,
-		"username": user, "password": password, "dbname": "postgres"}
-	for k, v := range extra {
-		m[k] = v
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return pgtest.SecretJSON(t, e.pg, user, password, extra)
 }
 
 // appDSN is the application's DSN: the endpoint only, no user, no password.
-func (e *env) appDSN() string {
-	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", e.pg.Host, e.pg.Port)
-}
+func (e *env) appDSN() string { return pgtest.EndpointDSN(e.pg) }
 
 // newApp is the application: a rotating Connector over the awssm source
 // with the application's (unwrapped) SDK client, and sql.OpenDB on it. Both
@@ -215,13 +160,7 @@ func (e *env) newApp(t *testing.T, secretID string, opts ...rotating.Option) (*r
 	if err != nil {
 		t.Fatalf("awssm.New: %v", err)
 	}
-	c, err := rotating.NewConnector(e.appDSN(), src, append([]rotating.Option{rotating.WithLogger(e.logger)}, opts...)...)
-	if err != nil {
-		t.Fatalf("NewConnector: %v", err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { _ = db.Close() }) // closes c too
-	return c, db
+	return apptest.Open(t, e.appDSN(), src, e.logger, opts...)
 }
 
 // rotator returns AWS's rotation function for the local server, over the
@@ -320,6 +259,9 @@ func (e *env) appCalls(stage string) int64 {
 	return e.sm.CallsByStage(stage) - e.rot.byStage(stage)
 }
 
+// countErrs returns how many of errs are not nil.
+func countErrs(errs []error) int { return testkit.CountErrors(errs) }
+
 // logBuffer collects the application's logs.
 type logBuffer = testkit.LogBuffer
 
@@ -337,20 +279,12 @@ func countAny(l *logBuffer, subs ...string) int {
 
 // newLogger returns a logger that records everything, Debug included, as
 // JSON lines in the returned buffer.
-func newLogger() (*slog.Logger, *logBuffer) {
-	buf := new(logBuffer)
-	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
+func newLogger() (*slog.Logger, *logBuffer) { return testkit.NewJSONLogger() }
 
 // createTable creates a table through db, so that it is owned by the
 // application's role and dropped with it.
 func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
-	t.Helper()
-	table := pgtest.UniqueName(t, "t")
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)"); err != nil {
-		t.Fatalf("create table: %v", err)
-	}
-	return table
+	return pgtest.CreateLoadTable(ctx, t, db)
 }
 
 // load inserts rows through the application's pool and remembers every
@@ -367,8 +301,7 @@ func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWor
 // waitAcks waits until n more inserts than now have been acknowledged.
 func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
 	t.Helper()
-	target := l.OK.Load() + n
-	testkit.WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
+	l.WaitAcks(ctx, t, n, what)
 }
 
 // finish stops the workers and waits for them.
@@ -380,12 +313,5 @@ func (l *load) finish() { l.Finish() }
 // after finish.
 func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) testkit.LoadResult {
 	t.Helper()
-	r, err := l.Verify(ctx, pg.Admin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems() {
-		t.Error(p)
-	}
-	return r
+	return l.Check(ctx, t, pg.Admin())
 }

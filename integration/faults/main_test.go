@@ -217,18 +217,7 @@ func newRole(t *testing.T, srv *pgserver.Server, name, password string) (stored 
 
 func dropRoleIfExists(t *testing.T, srv *pgserver.Server, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var exists bool
-	if err := srv.Admin().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
-		t.Errorf("look up role: %v", err)
-		return
-	}
-	if exists {
-		if err := srv.DropRole(ctx, name); err != nil {
-			t.Errorf("drop role: %v", err)
-		}
-	}
+	pgtest.DropRoleIfExists(t, srv, name)
 }
 
 // setPassword is the DBA's ALTER ROLE ... PASSWORD.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/lib/pq"
@@ -187,6 +188,29 @@ func (l *Ledger) Verify(ctx context.Context, reader *sql.DB) (LoadResult, error)
 		}
 	}
 	return r, nil
+}
+
+// WaitAcks waits until n more inserts than now have been acknowledged,
+// failing t after 30 s.
+func (l *Ledger) WaitAcks(ctx context.Context, t testing.TB, n int64, what string) {
+	t.Helper()
+	target := l.OK.Load() + n
+	WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
+}
+
+// Check is Verify that fails t: fatally if the table cannot be read, and
+// once for each of the result's Problems. Call it once the load has
+// stopped.
+func (l *Ledger) Check(ctx context.Context, t testing.TB, reader *sql.DB) LoadResult {
+	t.Helper()
+	r, err := l.Verify(ctx, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range r.Problems() {
+		t.Error(p)
+	}
+	return r
 }
 
 // quoteTable quotes a table name for SQL; a schema-qualified name

@@ -21,6 +21,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
+	"github.com/pgrotate/rotating/internal/loopback"
 )
 
 // The agent's defaults, as the AWS Secrets Manager Agent has them.
@@ -182,20 +183,18 @@ type Agent struct {
 	srv    *Server
 	cfg    agentConfig
 	store  *secretsmanager.Client // to srv, in process
-	closed chan struct{}
+	closed chan struct{}          // closed by Close; ends hanging and delayed requests
+	ep     endpoint               // where a listens
 
 	closeOnce sync.Once
+	fault     loopback.Faults[struct{}, Fault] // one fault, for every request; a lock of its own
 
 	// mu guards everything below. It is never held across a store call, a
 	// wait or a write to a client.
 	mu       sync.Mutex
 	token    string
-	closing  bool
-	ts       *httptest.Server
-	url      string
 	inFlight int
 	cache    map[agentKey]*agentEntry
-	fault    *injected
 	stats    AgentStats
 }
 
@@ -241,6 +240,7 @@ func (s *Server) NewAgent(opts ...AgentOption) *Agent {
 		token:  cfg.token,
 		cache:  make(map[agentKey]*agentEntry),
 	}
+	a.ep = endpoint{name: "Agent", h: a, closed: a.closed}
 	a.store = secretsmanager.New(secretsmanager.Options{
 		Region: Region,
 		// Never dialled: the transport hands requests to s's handler.
@@ -300,57 +300,22 @@ func (a *Agent) ResetStats() {
 // answers 200 with a truncated JSON body. Count limits it to that many
 // requests. It replaces any fault set before.
 func (a *Agent) InjectFault(f Fault) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fault = &injected{fault: f, remaining: f.Count}
+	a.fault.Set(struct{}{}, f, f.Count)
 }
 
 // ClearFaults removes the fault set with [Agent.InjectFault].
-func (a *Agent) ClearFaults() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.fault = nil
-}
-
-// takeFault returns the fault for this request, using up one of its Count.
-// Callers hold mu.
-func (a *Agent) takeFaultLocked() (Fault, bool) {
-	if a.fault == nil {
-		return Fault{}, false
-	}
-	f := a.fault.fault
-	if f.Count > 0 {
-		a.fault.remaining--
-		if a.fault.remaining <= 0 {
-			a.fault = nil
-		}
-	}
-	return f, true
-}
+func (a *Agent) ClearFaults() { a.fault.Clear() }
 
 // Start serves a on a random port of 127.0.0.1 and returns a. It panics if
 // a is already started or closed.
 func (a *Agent) Start() *Agent {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closing {
-		panic("awssmtest: Agent.Start after Close")
-	}
-	if a.ts != nil {
-		panic("awssmtest: Agent already started")
-	}
-	a.ts = httptest.NewServer(a)
-	a.url = a.ts.URL
+	a.ep.start()
 	return a
 }
 
 // URL returns the agent's base URL, such as "http://127.0.0.1:41235", or ""
 // before [Agent.Start] or [Agent.Serve].
-func (a *Agent) URL() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.url
-}
+func (a *Agent) URL() string { return a.ep.URL() }
 
 // Serve serves a on ln until ctx is done or [Agent.Close] is called, then
 // closes ln and returns nil. ln must be bound to a loopback address, else
@@ -358,29 +323,7 @@ func (a *Agent) URL() string {
 // itself listens on localhost only). While serving, [Agent.URL] names ln's
 // address, if [Agent.Start] has not set it already.
 func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
-	if err := checkLoopbackListener(ln); err != nil {
-		return err
-	}
-	u := "http://" + ln.Addr().String()
-	a.mu.Lock()
-	if a.closing {
-		a.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	setURL := a.url == ""
-	if setURL {
-		a.url = u
-	}
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		if setURL && a.url == u {
-			a.url = ""
-		}
-		a.mu.Unlock()
-	}()
-	return serveLoopback(ctx, ln, a, a.closed)
+	return a.ep.serve(ctx, ln)
 }
 
 // InProcessClient returns an HTTP client whose requests go to a's handler
@@ -399,14 +342,8 @@ func (a *Agent) InProcessClient() *http.Client {
 // agent is down. Close is idempotent; the counters stay readable.
 func (a *Agent) Close() {
 	a.closeOnce.Do(func() {
-		a.mu.Lock()
-		a.closing = true
-		ts := a.ts
-		a.mu.Unlock()
 		close(a.closed)
-		if ts != nil {
-			ts.Close()
-		}
+		a.ep.stop()
 	})
 }
 
@@ -526,10 +463,10 @@ func (a *Agent) answer(w http.ResponseWriter, r *http.Request, path string, heal
 	if q.refreshNow {
 		a.stats.RefreshNow++
 	}
-	fault, faulted := a.takeFaultLocked()
+	fault, faulted := a.fault.Take(struct{}{})
 	a.mu.Unlock()
 	if faulted {
-		if !waitFault(r.Context(), a.closed, fault) {
+		if !loopback.Wait(r.Context(), a.closed, fault.Latency, fault.Hang) {
 			panic(http.ErrAbortHandler) // the client gave up or the agent closed: drop the connection
 		}
 		if fault.MalformedBody {
@@ -767,30 +704,6 @@ func (a *Agent) storeFailure(ctx context.Context, err error) *agentError {
 		return storeError(http.StatusBadGateway, "ConnectionError", "Response Error")
 	}
 	return storeError(http.StatusBadGateway, "ConnectionError", "Read Error")
-}
-
-// waitFault sleeps for f's latency and hangs if f says so. It reports false
-// if ctx ended or closed was closed first.
-func waitFault(ctx context.Context, closed <-chan struct{}, f Fault) bool {
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-closed:
-			return false
-		}
-	}
-	if f.Hang {
-		select {
-		case <-ctx.Done():
-		case <-closed:
-		}
-		return false
-	}
-	return true
 }
 
 // handlerTransport hands requests to a handler in process: the agent's

@@ -3,20 +3,20 @@ package awssmtest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/pgrotate/rotating/internal/loopback"
 )
 
 const (
@@ -64,10 +64,10 @@ const targetPrefix = "secretsmanager."
 // base64 makes binary ones a third bigger.
 const maxRequestBody = 1 << 20
 
-// ErrNotLoopback is returned by [Server.ListenAndServe] and [Server.Serve]
-// for an address that is not a loopback address. The server accepts any
-// signature, so it must not be reachable from other machines.
-var ErrNotLoopback = errors.New("awssmtest: refusing to serve on a non-loopback address")
+// ErrNotLoopback is returned (wrapped) by [Server.ListenAndServe] and
+// [Server.Serve] for an address that is not a loopback address. The server
+// accepts any signature, so it must not be reachable from other machines.
+var ErrNotLoopback = loopback.ErrNotLoopback
 
 // Option configures a [Server].
 type Option func(*config)
@@ -130,18 +130,13 @@ type Fault struct {
 	Count int
 }
 
-// injected is a Fault and how many more calls it applies to.
-type injected struct {
-	fault     Fault
-	remaining int // meaningful only when fault.Count > 0
-}
-
 // Server is an in-memory AWS Secrets Manager endpoint. It implements
 // [http.Handler]; [Server.Start] serves it on a loopback port for the
 // duration of a test. All methods are safe for concurrent use.
 type Server struct {
 	cfg    config
 	closed chan struct{} // closed by Close; ends hanging and delayed requests
+	ep     endpoint      // where s listens
 
 	// transport carries the requests of the clients made by Client, so that
 	// Close can drop their idle connections.
@@ -149,18 +144,17 @@ type Server struct {
 	closeOnce sync.Once
 	hooks     sync.WaitGroup // running OnRotate calls; Add only with mu held and !closing
 
+	// faults and calls have locks of their own, taken with or without mu.
+	faults *loopback.Faults[string, Fault] // by operation name or AllOperations
+	calls  loopback.Calls[string]          // by operation name
+
 	// mu guards everything below. It is never held while a request sleeps,
 	// hangs or writes its answer, nor while an OnRotate hook runs.
 	mu         sync.Mutex
 	closing    bool
-	ts         *httptest.Server
-	url        string
 	secrets    map[string]*secret // by name
 	byARN      map[string]*secret
-	faults     map[string]*injected // by operation name or AllOperations
-	calls      map[string]int64     // by operation name
-	stageCalls map[string]int64     // GetSecretValue calls by requested stage
-	totalCalls int64
+	stageCalls map[string]int64 // GetSecretValue calls by requested stage
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -173,10 +167,10 @@ func NewServer(opts ...Option) *Server {
 		closed:     make(chan struct{}),
 		secrets:    make(map[string]*secret),
 		byARN:      make(map[string]*secret),
-		faults:     make(map[string]*injected),
-		calls:      make(map[string]int64),
 		stageCalls: make(map[string]int64),
+		faults:     loopback.NewFaults[string, Fault](AllOperations),
 	}
+	s.ep = endpoint{name: "Server", h: s, closed: s.closed}
 	for _, opt := range opts {
 		opt(&s.cfg)
 	}
@@ -189,27 +183,13 @@ func NewServer(opts ...Option) *Server {
 // Start serves s on a random port of 127.0.0.1 and returns s. It panics if s
 // is already started or closed, or if it cannot listen.
 func (s *Server) Start() *Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		panic("awssmtest: Start after Close")
-	}
-	if s.ts != nil {
-		panic("awssmtest: Server already started")
-	}
-	// httptest listens on 127.0.0.1:0 (or [::1]:0 where IPv4 is missing).
-	s.ts = httptest.NewServer(s)
-	s.url = s.ts.URL
+	s.ep.start()
 	return s
 }
 
 // URL returns the server's base URL, such as "http://127.0.0.1:41234", or ""
 // before [Server.Start] or [Server.Serve].
-func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.url
-}
+func (s *Server) URL() string { return s.ep.URL() }
 
 // Client returns a Secrets Manager client for s: region [Region], static
 // dummy credentials, BaseEndpoint set to [Server.URL], and an HTTP transport
@@ -247,13 +227,10 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closing = true
-		ts := s.ts
 		s.mu.Unlock()
 
 		close(s.closed)
-		if ts != nil {
-			ts.Close() // waits for handlers, which closed has released
-		}
+		s.ep.stop() // waits for handlers, which closed has released
 		s.hooks.Wait()
 		s.transport.CloseIdleConnections()
 	})
@@ -266,11 +243,7 @@ func (s *Server) Close() {
 // [ErrNotLoopback]. While serving, [Server.URL] names the address, if
 // [Server.Start] has not set it already.
 func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
-	if err := checkLoopbackAddr(addr); err != nil {
-		return err
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
+	ln, err := loopback.Listen(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("awssmtest: %w", err)
 	}
@@ -284,83 +257,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // their context cancelled. While serving, [Server.URL] names ln's address,
 // if [Server.Start] has not set it already.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if err := checkLoopbackListener(ln); err != nil {
-		return err
-	}
-	url := "http://" + ln.Addr().String()
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	setURL := s.url == ""
-	if setURL {
-		s.url = url
-	}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		if setURL && s.url == url {
-			s.url = ""
-		}
-		s.mu.Unlock()
-	}()
-
-	return serveLoopback(ctx, ln, s, s.closed)
-}
-
-// serveLoopback serves h on ln, which the caller checked is on loopback,
-// until ctx is done or closed is closed, then shuts down and returns nil;
-// it returns the error if serving fails first.
-func serveLoopback(ctx context.Context, ln net.Listener, h http.Handler, closed <-chan struct{}) error {
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Request contexts derive from ctx, so hanging requests end with it.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("awssmtest: serve: %w", err)
-	case <-ctx.Done():
-	case <-closed:
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		hs.Close()
-	}
-	<-served // http.ErrServerClosed
-	return nil
-}
-
-// checkLoopbackAddr returns an error wrapping ErrNotLoopback unless addr is
-// a loopback host:port (or localhost:port).
-func checkLoopbackAddr(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("awssmtest: listen address %q: %w", addr, err)
-	}
-	if host != "localhost" {
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			return fmt.Errorf("%w: %q", ErrNotLoopback, addr)
-		}
-	}
-	return nil
-}
-
-// checkLoopbackListener closes ln and returns an error wrapping
-// ErrNotLoopback unless ln is bound to a loopback address.
-func checkLoopbackListener(ln net.Listener) error {
-	tcp, ok := ln.Addr().(*net.TCPAddr)
-	if !ok || !tcp.IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
-	}
-	return nil
+	return s.ep.serve(ctx, ln)
 }
 
 // InjectFault makes the next calls of op (an Op constant, or AllOperations
@@ -371,48 +268,17 @@ func (s *Server) InjectFault(op string, f Fault) {
 	if op != AllOperations && !knownOp(op) {
 		panic(fmt.Sprintf("awssmtest: InjectFault: unknown operation %q", op))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[op] = &injected{fault: f, remaining: f.Count}
+	s.faults.Set(op, f, f.Count)
 }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.faults)
-}
-
-// takeFault returns the fault for this call of op, using up one of its
-// Count. Callers hold mu.
-func (s *Server) takeFault(op string) (Fault, bool) {
-	key := op
-	inj := s.faults[key]
-	if inj == nil {
-		key = AllOperations
-		inj = s.faults[key]
-	}
-	if inj == nil {
-		return Fault{}, false
-	}
-	if inj.fault.Count > 0 {
-		inj.remaining--
-		if inj.remaining <= 0 {
-			delete(s.faults, key)
-		}
-	}
-	return inj.fault, true
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // Calls returns how many requests for op reached the server since it was
 // made or since [Server.ResetCalls]: every well-formed, signed request,
 // whether it succeeded, failed or met an injected fault. The SDK's retries
 // are separate requests.
-func (s *Server) Calls(op string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[op]
-}
+func (s *Server) Calls(op string) int64 { return s.calls.Of(op) }
 
 // CallsByStage returns how many GetSecretValue requests asked for stage, as
 // [Server.Calls] counts them. A request that names neither a VersionStage
@@ -425,19 +291,14 @@ func (s *Server) CallsByStage(stage string) int64 {
 }
 
 // TotalCalls returns the sum of [Server.Calls] over all operations.
-func (s *Server) TotalCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.totalCalls
-}
+func (s *Server) TotalCalls() int64 { return s.calls.Total() }
 
 // ResetCalls sets every call counter to zero.
 func (s *Server) ResetCalls() {
+	s.calls.Reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.calls)
 	clear(s.stageCalls)
-	s.totalCalls = 0
 }
 
 // apiError is an AWS error answer.
@@ -543,8 +404,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (op, secretID str
 	secretID = ids.SecretId
 
 	s.mu.Lock()
-	s.calls[op]++
-	s.totalCalls++
+	s.calls.Add(op)
 	if op == OpGetSecretValue {
 		stage := ids.VersionStage
 		if stage == "" && ids.VersionId == "" {
@@ -552,11 +412,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (op, secretID str
 		}
 		s.stageCalls[stage]++
 	}
-	fault, faulted := s.takeFault(op)
+	fault, faulted := s.faults.Take(op)
 	s.mu.Unlock()
 
 	if faulted {
-		if !waitFault(r.Context(), s.closed, fault) {
+		if !loopback.Wait(r.Context(), s.closed, fault.Latency, fault.Hang) {
 			// The client gave up or the server is closing: drop the
 			// connection rather than send an answer nobody asked for, or
 			// an empty 200 that a client would take for success.

@@ -99,20 +99,7 @@ func (e *env) createMaster(t *testing.T, name, password string) {
 	t.Cleanup(func() { e.dropRole(t, name) })
 }
 
-func (e *env) dropRole(t *testing.T, role string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var exists bool
-	if err := e.pg.Admin().QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
-		t.Errorf("look up role %s: %v", role, err)
-		return
-	}
-	if exists {
-		if err := e.pg.DropRole(ctx, role); err != nil {
-			t.Errorf("drop role: %v", err)
-		}
-	}
-}
+func (e *env) dropRole(t *testing.T, role string) { pgtest.DropRoleIfExists(t, e.pg, role) }
 
 // login is a database login as the test sees it, independent of the
 // package under test.

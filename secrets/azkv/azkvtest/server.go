@@ -1,7 +1,6 @@
 package azkvtest
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
@@ -22,6 +21,9 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/pgrotate/rotating/internal/loopback"
+	"github.com/pgrotate/rotating/internal/testca"
 )
 
 // The authentication challenge the server answers unauthenticated requests
@@ -123,17 +125,16 @@ type Fault struct {
 	Count int
 }
 
-// injected is a Fault and how many more requests it applies to.
-type injected struct {
-	fault     Fault
-	remaining int // meaningful only when fault.Count > 0
-}
-
 // Server is an in-memory Azure Key Vault secrets endpoint over HTTPS. All
 // methods are safe for concurrent use.
 type Server struct {
-	cfg    config
-	pki    *testPKI
+	cfg config
+	// ca signed leaf, the server's certificate for the loopback names:
+	// the azsecrets client sends bearer tokens over TLS only, so the
+	// server needs a certificate the client trusts, and a CA of its own
+	// means only clients given this server's pool trust it.
+	ca     *testca.CA
+	leaf   *testca.Leaf
 	token  string
 	cred   *Credential
 	closed chan struct{} // closed by Close; ends hanging and delayed requests
@@ -143,6 +144,10 @@ type Server struct {
 	transport *http.Transport
 	closeOnce sync.Once
 
+	// faults and calls have locks of their own, taken with or without mu.
+	faults *loopback.Faults[string, Fault] // by operation name or AllOperations
+	calls  loopback.Calls[string]          // by operation name
+
 	// mu guards everything below. It is never held while a request sleeps,
 	// hangs or writes its answer.
 	mu         sync.Mutex
@@ -151,9 +156,6 @@ type Server struct {
 	ts         *httptest.Server
 	url        string
 	secrets    map[string]*secret
-	faults     map[string]*injected // by operation name or AllOperations
-	calls      map[string]int64     // by operation name
-	totalCalls int64
 	challenges int64
 	refused    int64
 }
@@ -162,21 +164,21 @@ type Server struct {
 // token. It does not listen: call [Server.Start]. Call [Server.Close] when
 // done. It panics if it cannot make its certificates.
 func NewServer(opts ...Option) *Server {
-	pki, err := newTestPKI()
+	ca, leaf, err := testca.ForLoopback("azkvtest CA")
 	if err != nil {
-		panic(err)
+		panic("azkvtest: " + err.Error())
 	}
 	tok := make([]byte, 24)
 	if _, err := rand.Read(tok); err != nil {
 		panic("azkvtest: " + err.Error())
 	}
 	s := &Server{
-		pki:     pki,
+		ca:      ca,
+		leaf:    leaf,
 		token:   "azkvtest-token-" + hex.EncodeToString(tok),
 		closed:  make(chan struct{}),
 		secrets: make(map[string]*secret),
-		faults:  make(map[string]*injected),
-		calls:   make(map[string]int64),
+		faults:  loopback.NewFaults[string, Fault](AllOperations),
 	}
 	s.cred = &Credential{token: s.token}
 	for _, opt := range opts {
@@ -184,7 +186,7 @@ func NewServer(opts ...Option) *Server {
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil // the server is always on loopback
-	t.TLSClientConfig = &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}
+	t.TLSClientConfig = &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	s.transport = t
 	return s
 }
@@ -202,7 +204,7 @@ func (s *Server) Start() *Server {
 	}
 	ts := httptest.NewUnstartedServer(s)
 	ts.Listener = &gateListener{Listener: ts.Listener, s: s}
-	ts.TLS = &tls.Config{Certificates: []tls.Certificate{s.pki.server}, MinVersion: tls.VersionTLS12}
+	ts.TLS = s.leaf.ServerConfig()
 	// Clients that give up mid-handshake (a fetch timeout) are expected.
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0)
 	ts.StartTLS()
@@ -226,11 +228,11 @@ func (s *Server) Credential() *Credential { return s.cred }
 func (s *Server) Token() string { return s.token }
 
 // CertPool returns a pool holding the server's CA certificate.
-func (s *Server) CertPool() *x509.CertPool { return s.pki.pool.Clone() }
+func (s *Server) CertPool() *x509.CertPool { return s.ca.Pool() }
 
 // CACertPEM returns the server's CA certificate in PEM form, for clients
 // that take a file.
-func (s *Server) CACertPEM() []byte { return append([]byte(nil), s.pki.caPEM...) }
+func (s *Server) CACertPEM() []byte { return s.ca.CertPEM() }
 
 // HTTPClient returns an HTTP client that trusts the server's CA and uses no
 // proxy. [Server.Close] drops its idle connections.
@@ -329,56 +331,21 @@ func (s *Server) InjectFault(op string, f Fault) {
 	if op != AllOperations && !knownOp(op) {
 		panic(fmt.Sprintf("azkvtest: InjectFault: unknown operation %q", op))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[op] = &injected{fault: f, remaining: f.Count}
+	s.faults.Set(op, f, f.Count)
 }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.faults)
-}
-
-// takeFault returns the fault for this request of op, using up one of its
-// Count. Callers hold mu.
-func (s *Server) takeFault(op string) (Fault, bool) {
-	key := op
-	inj := s.faults[key]
-	if inj == nil {
-		key = AllOperations
-		inj = s.faults[key]
-	}
-	if inj == nil {
-		return Fault{}, false
-	}
-	if inj.fault.Count > 0 {
-		inj.remaining--
-		if inj.remaining <= 0 {
-			delete(s.faults, key)
-		}
-	}
-	return inj.fault, true
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // Calls returns how many requests for op carried the server's token since
 // the server was made or since [Server.ResetCalls], whether they succeeded,
 // failed or met an injected fault. The client's retries are separate
 // requests; its unauthenticated first request is counted by
 // [Server.Challenges] instead.
-func (s *Server) Calls(op string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[op]
-}
+func (s *Server) Calls(op string) int64 { return s.calls.Of(op) }
 
 // TotalCalls returns the sum of [Server.Calls] over all operations.
-func (s *Server) TotalCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.totalCalls
-}
+func (s *Server) TotalCalls() int64 { return s.calls.Total() }
 
 // Challenges returns how many requests were answered 401 with the
 // authentication challenge because they carried no token or a wrong one:
@@ -399,10 +366,10 @@ func (s *Server) Refused() int64 {
 
 // ResetCalls sets every counter to zero.
 func (s *Server) ResetCalls() {
+	s.calls.Reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.calls)
-	s.totalCalls, s.challenges, s.refused = 0, 0, 0
+	s.challenges, s.refused = 0, 0
 }
 
 // apiError is a Key Vault error answer.
@@ -561,14 +528,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (rt route, status
 		}
 	}
 
-	s.mu.Lock()
-	s.calls[rt.op]++
-	s.totalCalls++
-	fault, faulted := s.takeFault(rt.op)
-	s.mu.Unlock()
-
+	s.calls.Add(rt.op)
+	fault, faulted := s.faults.Take(rt.op)
 	if faulted {
-		if !s.wait(r.Context(), fault) {
+		if !loopback.Wait(r.Context(), s.closed, fault.Latency, fault.Hang) || fault.Drop {
 			// The client gave up, the server is closing, or the fault
 			// drops the connection: no answer.
 			panic(http.ErrAbortHandler)
@@ -600,30 +563,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (rt route, status
 func (s *Server) authorized(r *http.Request) bool {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) == 1
-}
-
-// wait sleeps for f's latency and hangs or drops if f says so. It reports
-// false if the request must end without an answer.
-func (s *Server) wait(ctx context.Context, f Fault) bool {
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return false
-		case <-s.closed:
-			return false
-		}
-	}
-	if f.Hang {
-		select {
-		case <-ctx.Done():
-		case <-s.closed:
-		}
-		return false
-	}
-	return !f.Drop
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/azkv"
@@ -177,40 +176,13 @@ func testStoreFault(t *testing.T, d drivers.Driver, f storeFault) {
 		t.Fatalf("ALTER ROLE: %v", err)
 	}
 	authBefore := c.Stats()
-	errs := make([]error, callers)
-	took := make([]time.Duration, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			begin := time.Now()
-			conn, err := c.Connect(cctx)
-			took[i] = time.Since(begin)
-			if conn != nil {
-				_ = conn.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	errs, slowest := testkit.ConnectAll(ctx, c, callers, 20*time.Second)
 	after := c.Stats()
 
 	// Each problem is reported once, with how many callers met it.
-	var slowest time.Duration
-	problems := map[string]int{}
-	var order []string
-	for i, err := range errs {
-		slowest = max(slowest, took[i])
-		for _, p := range e.connectErrorProblems(d, err, f.cause) {
-			if problems[p]++; problems[p] == 1 {
-				order = append(order, p)
-			}
-		}
-	}
-	for _, p := range order {
-		t.Errorf("%d of %d concurrent Connects: %s", problems[p], callers, p)
-	}
+	testkit.ReportProblems(t, "concurrent Connects", errs, func(err error) []string {
+		return e.connectErrorProblems(d, err, f.cause)
+	})
 	// The Connects wait for the rotation wait (2 s), plus a fetch that may
 	// be in flight; allow for a loaded machine, not for a hang.
 	if slowest > 15*time.Second {
@@ -231,7 +203,7 @@ func testStoreFault(t *testing.T, d drivers.Driver, f storeFault) {
 		"GetSecret requests %d, connections refused %d; after ALTER ROLE: %d/%d concurrent Connects failed in at most %v "+
 		"(%d rejected logins, %d give-ups); the error: %s",
 		d.Name, f.name, res, res.Acknowledged-okBefore, during.FetchErrors-before.FetchErrors, requests, refused,
-		countErrs(errs), callers, slowest.Round(time.Millisecond),
+		testkit.CountErrors(errs), callers, slowest.Round(time.Millisecond),
 		after.AuthFailures-authBefore.AuthFailures, after.RecoveryFailures-authBefore.RecoveryFailures, msg)
 	e.assertNoSecret(t, "the application's logs", e.logs.String())
 }
@@ -241,52 +213,18 @@ func testStoreFault(t *testing.T, d drivers.Driver, f storeFault) {
 // error as cause checks it, naming the secret, and no secret in any
 // rendering of it. It returns what is wrong.
 func (e *env) connectErrorProblems(d drivers.Driver, err error, cause func(error) string) []string {
-	if err == nil {
-		return []string{"succeeded, want an error"}
-	}
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if !errors.Is(err, rotating.ErrCredentialRejected) {
-		add("errors.Is(err, ErrCredentialRejected) = false")
-	}
-	if !errors.Is(err, rotating.ErrFetchFailed) {
-		add("errors.Is(err, ErrFetchFailed) = false")
-	}
-	var authErr *rotating.AuthError
-	if !errors.As(err, &authErr) {
-		add("%T is not a *rotating.AuthError", err)
-	} else if authErr.FetchErr == nil {
-		add("AuthError.FetchErr is nil")
-	}
-	if code := d.SQLState(err); code != "28P01" {
-		add("no %s with SQLSTATE 28P01 in the error (got %q)", d.ErrorType, code)
-	}
-	var kvErr *azkv.Error
-	if !errors.As(err, &kvErr) {
-		add("no *azkv.Error in the error")
-	}
-	if p := cause(err); p != "" {
-		add("the vault's error: %s", p)
-	}
-	if !strings.Contains(err.Error(), secretName) {
-		add("the error does not name the secret %q", secretName)
-	}
-	text := fmt.Sprintf("%v | %+v | %#v | %s | %q", err, err, err, err, err)
-	for _, s := range e.secrets() {
-		if strings.Contains(text, s) {
-			add("the error's text contains a password or the token")
-			break
-		}
-	}
-	return problems
-}
-
-func countErrs(errs []error) int {
-	n := 0
-	for _, err := range errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
+	return apptest.Rejected{
+		Driver: d, Secret: secretName, Secrets: &e.known, FetchFailed: true,
+		Store: func(err error) []string {
+			var problems []string
+			var kvErr *azkv.Error
+			if !errors.As(err, &kvErr) {
+				problems = append(problems, "no *azkv.Error in the error")
+			}
+			if p := cause(err); p != "" {
+				problems = append(problems, "the vault's error: "+p)
+			}
+			return problems
+		},
+	}.Problems(err)
 }

@@ -3,14 +3,9 @@ package azkvintegration
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -20,6 +15,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets/azkv"
 	"github.com/pgrotate/rotating/secrets/azkv/azkvtest"
@@ -46,13 +42,12 @@ type env struct {
 	logs   *testkit.LogBuffer
 	logger *slog.Logger
 
-	mu        sync.Mutex
-	passwords []string // every password the test made, for the secrecy checks
+	known testkit.Secrets // every password the test made, and the vault's token
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{pg: pgtest.Shared(t), kv: azkvtest.NewServer().Start(), logs: new(testkit.LogBuffer)}
+	e := &env{pg: pgtest.Shared(t), kv: azkvtest.NewServer().Start()}
 	t.Cleanup(e.kv.Close)
 	o := e.kv.ClientOptions()
 	o.Retry = policy.RetryOptions{MaxRetries: -1}
@@ -61,12 +56,9 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.admin = admin
-	e.logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the application's log (Info and above, secrets removed):\n%s", e.scrubbedLog())
-		}
-	})
+	e.known.Add(e.kv.Token())
+	e.logger, e.logs = testkit.NewJSONLogger()
+	e.logs.LogOnFailure(t, "the application's log", e.known.List)
 	return e
 }
 
@@ -76,69 +68,22 @@ func newEnv(t *testing.T) *env {
 func (e *env) newRole(t *testing.T) (role, password string) {
 	t.Helper()
 	role, password = pgtest.NewRole(t, e.pg)
-	e.remember(password)
-	return role, password
+	return role, e.known.Keep(password)
 }
 
 // newPassword returns a fresh password, remembered for the secrecy checks.
-func (e *env) newPassword(t *testing.T) string {
-	pw := pgtest.RandomPassword(t)
-	e.remember(pw)
-	return pw
-}
-
-func (e *env) remember(pw string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.passwords = append(e.passwords, pw)
-}
-
-// secrets returns every password the test made and the vault's token.
-func (e *env) secrets() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string{e.kv.Token()}, e.passwords...)
-}
+func (e *env) newPassword(t *testing.T) string { return e.known.Keep(pgtest.RandomPassword(t)) }
 
 // assertNoSecret fails t if text holds a password or the bearer token.
 func (e *env) assertNoSecret(t *testing.T, what, text string) {
 	t.Helper()
-	for _, s := range e.secrets() {
-		if strings.Contains(text, s) {
-			t.Errorf("%s contains a password or the bearer token (%d bytes of text)", what, len(text))
-			return
-		}
-	}
-}
-
-// scrubbedLog returns the application's log lines at Info and above, the
-// last 60, with every secret removed.
-func (e *env) scrubbedLog() string {
-	var lines []string
-	for line := range strings.Lines(e.logs.String()) {
-		if !strings.Contains(line, `"level":"DEBUG"`) {
-			lines = append(lines, line)
-		}
-	}
-	if len(lines) > 60 {
-		lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
-	}
-	text := strings.Join(lines, "")
-	for _, s := range e.secrets() {
-		text = strings.ReplaceAll(text, s, "[SECRET REMOVED BY THE TEST]")
-	}
-	return text
+	e.known.AssertNone(t, what, text)
 }
 
 // secretJSON is an RDS-format secret for the shared server.
 func (e *env) secretJSON(t *testing.T, user, password string) string {
 	t.Helper()
-	b, err := json.Marshal(map[string]any{"host": e.pg.Host, "port": e.pg.Port,
-		"username": user, "password": password, "dbname": "postgres"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return pgtest.SecretJSON(t, e.pg, user, password, nil)
 }
 
 // setSecret adds a version through the operator's client, as `az keyvault
@@ -155,9 +100,7 @@ func (e *env) setSecret(ctx context.Context, t *testing.T, value string) string 
 }
 
 // appDSN is the application's DSN: the endpoint only, no user, no password.
-func (e *env) appDSN() string {
-	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", e.pg.Host, e.pg.Port)
-}
+func (e *env) appDSN() string { return pgtest.EndpointDSN(e.pg) }
 
 // newApp is the application: an azkv source built as in production (New
 // with the vault URL), with the vault's credential and transport, a
@@ -172,31 +115,19 @@ func (e *env) newApp(t *testing.T, d drivers.Driver, opts ...rotating.Option) (*
 	if err != nil {
 		t.Fatalf("azkv.New: %v", err)
 	}
-	c, err := rotating.NewConnector(e.appDSN(), src, d.With(append([]rotating.Option{rotating.WithLogger(e.logger)}, opts...)...)...)
-	if err != nil {
-		t.Fatalf("NewConnector: %v", err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { _ = db.Close() }) // closes c too
-	return c, db
+	return apptest.Open(t, e.appDSN(), src, e.logger, d.With(opts...)...)
 }
 
 // createTable creates a table through db, so that it is owned by the
 // application's role and dropped with it.
 func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
-	t.Helper()
-	table := pgtest.UniqueName(t, "t")
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)"); err != nil {
-		t.Fatalf("create table: %v", err)
-	}
-	return table
+	return pgtest.CreateLoadTable(ctx, t, db)
 }
 
 // waitAcks waits until n more inserts than now have been acknowledged.
 func waitAcks(ctx context.Context, t *testing.T, l *testkit.InsertLoad, n int64, what string) {
 	t.Helper()
-	target := l.OK.Load() + n
-	testkit.WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
+	l.WaitAcks(ctx, t, n, what)
 }
 
 // verify compares the acknowledged ids with the table's rows, read as the
@@ -204,12 +135,5 @@ func waitAcks(ctx context.Context, t *testing.T, l *testkit.InsertLoad, n int64,
 // nobody acknowledged. Call it after Finish.
 func verify(ctx context.Context, t *testing.T, l *testkit.InsertLoad, pg *pgserver.Server) testkit.LoadResult {
 	t.Helper()
-	r, err := l.Verify(ctx, pg.Admin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems() {
-		t.Error(p)
-	}
-	return r
+	return l.Check(ctx, t, pg.Admin())
 }

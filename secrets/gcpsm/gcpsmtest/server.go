@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/pgrotate/rotating/internal/loopback"
 )
 
 // Method names, as they end the gRPC method's full name
@@ -87,30 +89,24 @@ type Fault struct {
 	Count int
 }
 
-// injected is a Fault and how many more calls it applies to.
-type injected struct {
-	fault     Fault
-	remaining int // meaningful only when fault.Count > 0
-}
-
 // Server is an in-memory Secret Manager service (the v1 gRPC API) on a
 // loopback port. All methods are safe for concurrent use.
 type Server struct {
 	cfg    config
 	closed chan struct{} // closed by Close; ends hanging and delayed requests
 
+	// sw serves a gRPC server on the address fixed by Start, kept across
+	// Down and Up. faults and calls have locks of their own.
+	sw     *loopback.Switch
+	faults *loopback.Faults[string, Fault] // by method name or AllMethods
+	calls  loopback.Calls[string]          // by method name
+
 	// mu guards everything below. It is never held while a request waits
 	// (Latency, Hang) or while the gRPC server stops.
 	mu      sync.Mutex
 	isClose bool
-	addr    string        // fixed by Start, kept across Down and Up
-	gs      *grpc.Server  // nil while down
-	served  chan struct{} // closed when gs.Serve has returned
 	clients []*secretmanager.Client
 	store   store
-	faults  map[string]*injected // by method name or AllMethods
-	calls   map[string]int64     // by method name
-	total   int64
 }
 
 // NewServer returns a Server with no secrets. It does not listen: call
@@ -119,9 +115,9 @@ func NewServer(opts ...Option) *Server {
 	s := &Server{
 		closed: make(chan struct{}),
 		store:  newStore(),
-		faults: make(map[string]*injected),
-		calls:  make(map[string]int64),
+		faults: loopback.NewFaults[string, Fault](AllMethods),
 	}
+	s.sw = loopback.NewSwitch(s.serve)
 	for _, opt := range opts {
 		opt(&s.cfg)
 	}
@@ -134,42 +130,27 @@ func NewServer(opts ...Option) *Server {
 // Start serves s on a random port of 127.0.0.1 and returns s. It panics if
 // s is already started or closed, or if it cannot listen.
 func (s *Server) Start() *Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.isClose {
+	switch err := s.sw.Start(context.Background(), "127.0.0.1:0"); {
+	case errors.Is(err, loopback.ErrClosed):
 		panic("gcpsmtest: Start after Close")
-	}
-	if s.addr != "" {
+	case errors.Is(err, loopback.ErrStarted):
 		panic("gcpsmtest: Server already started")
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	case err != nil:
 		panic(fmt.Sprintf("gcpsmtest: listen: %v", err))
 	}
-	s.addr = lis.Addr().String()
-	s.serveLocked(lis)
 	return s
 }
 
-// serveLocked starts a gRPC server on lis. mu must be held.
-func (s *Server) serveLocked(lis net.Listener) {
+// serve runs a new gRPC server on ln, for Start and Up.
+func (s *Server) serve(ln net.Listener) (stop func()) {
 	gs := grpc.NewServer(grpc.UnaryInterceptor(s.intercept))
 	secretmanagerpb.RegisterSecretManagerServiceServer(gs, &service{s: s})
-	served := make(chan struct{})
-	s.gs, s.served = gs, served
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis) // returns when gs stops
-	}()
+	return loopback.Go(ln, gs.Serve, gs.Stop)
 }
 
 // Addr returns the server's address, "127.0.0.1:PORT", or "" before
 // [Server.Start].
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Server) Addr() string { return s.sw.Addr() }
 
 // ClientOptions returns the options that point the real client at s:
 // option.WithEndpoint([Server.Addr]), option.WithoutAuthentication() and an
@@ -211,37 +192,21 @@ func (s *Server) Client(ctx context.Context, opts ...option.ClientOption) (*secr
 // would: the listener is closed and open connections are dropped (requests
 // in flight fail), so that clients get codes.Unavailable until [Server.Up].
 // The secrets are kept. Down on a server that is down does nothing.
-func (s *Server) Down() {
-	s.mu.Lock()
-	gs, served := s.gs, s.served
-	s.gs, s.served = nil, nil
-	s.mu.Unlock()
-	if gs != nil {
-		gs.Stop()
-		<-served
-	}
-}
+func (s *Server) Down() { s.sw.Down() }
 
 // Up serves again on the address s had, after [Server.Down]. Clients
 // reconnect by themselves (gRPC retries a lost connection with a backoff
 // that starts at 1 s). It returns an error if the address cannot be
 // listened on again or s is closed; Up on a server that is up does nothing.
 func (s *Server) Up() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.isClose:
+	switch err := s.sw.Up(context.Background()); {
+	case errors.Is(err, loopback.ErrClosed):
 		return errors.New("gcpsmtest: Up after Close")
-	case s.addr == "":
+	case errors.Is(err, loopback.ErrNotStarted):
 		return errors.New("gcpsmtest: Up before Start")
-	case s.gs != nil:
-		return nil
+	case err != nil:
+		return fmt.Errorf("gcpsmtest: %w", err)
 	}
-	lis, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		return fmt.Errorf("gcpsmtest: listen again on %s: %w", s.addr, err)
-	}
-	s.serveLocked(lis)
 	return nil
 }
 
@@ -262,76 +227,30 @@ func (s *Server) Close() {
 	for _, c := range clients {
 		_ = c.Close() // an error only says the caller closed it already
 	}
-	s.Down()
+	s.sw.Close()
 }
 
 // InjectFault makes method (a Method* constant, or [AllMethods] for every
 // method without a fault of its own) fail as f says, replacing any fault
 // it had.
 func (s *Server) InjectFault(method string, f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[method] = &injected{fault: f, remaining: f.Count}
+	s.faults.Set(method, f, f.Count)
 }
 
 // ClearFaults removes every injected fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.faults)
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // Calls returns how many requests for method (a Method* constant) reached
 // the server since it started or since [Server.ResetCalls], faulted ones
 // included, each retry of the client counted apart.
-func (s *Server) Calls(method string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[method]
-}
+func (s *Server) Calls(method string) int64 { return s.calls.Of(method) }
 
 // TotalCalls returns how many requests reached the server, for every
 // method, since it started or since [Server.ResetCalls].
-func (s *Server) TotalCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.total
-}
+func (s *Server) TotalCalls() int64 { return s.calls.Total() }
 
 // ResetCalls sets every call count to zero.
-func (s *Server) ResetCalls() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	clear(s.calls)
-	s.total = 0
-}
-
-// takeFault counts a call to method and returns the fault it meets, if
-// any, using up one of a counted fault's calls.
-func (s *Server) takeFault(method string) (Fault, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls[method]++
-	s.total++
-	inj, ok := s.faults[method]
-	if !ok {
-		if inj, ok = s.faults[AllMethods]; !ok {
-			return Fault{}, false
-		}
-	}
-	f := inj.fault
-	if f.Count > 0 {
-		inj.remaining--
-		if inj.remaining <= 0 {
-			for k, v := range s.faults {
-				if v == inj {
-					delete(s.faults, k)
-				}
-			}
-		}
-	}
-	return f, true
-}
+func (s *Server) ResetCalls() { s.calls.Reset() }
 
 // faultKey carries the fault a request met to the service method, for the
 // parts that shape the answer (CorruptChecksum).
@@ -346,29 +265,16 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 			slog.String("method", method), slog.String("resource", resourceOf(req)),
 			slog.String("code", status.Code(err).String()))
 	}()
-	f, faulty := s.takeFault(method)
+	s.calls.Add(method)
+	f, faulty := s.faults.Take(method)
 	if !faulty {
 		return handler(ctx, req)
 	}
-	if f.Latency > 0 {
-		t := time.NewTimer(f.Latency)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+	if !loopback.Wait(ctx, s.closed, f.Latency, f.Hang) {
+		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
-		case <-s.closed:
-			t.Stop()
-			return nil, status.Error(codes.Unavailable, "gcpsmtest: server closed")
 		}
-	}
-	if f.Hang {
-		select {
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		case <-s.closed:
-			return nil, status.Error(codes.Unavailable, "gcpsmtest: server closed")
-		}
+		return nil, status.Error(codes.Unavailable, "gcpsmtest: server closed")
 	}
 	if f.Code != codes.OK {
 		msg := f.Message

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/gcpsm"
@@ -257,39 +257,12 @@ func testCredentialDiesWhileStoreFails(t *testing.T, d drivers.Driver, f storeFa
 	}
 	e.sm.ResetCalls()
 
-	errs := make([]error, callers)
-	took := make([]time.Duration, callers)
-	var wg sync.WaitGroup
-	for i := range callers {
-		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			begin := time.Now()
-			conn, err := c.Connect(cctx)
-			took[i] = time.Since(begin)
-			if conn != nil {
-				_ = conn.Close()
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
+	errs, slowest := testkit.ConnectAll(ctx, c, callers, 20*time.Second)
 	requests := e.accessCalls()
 
-	problems := map[string]int{}
-	var order []string
-	var slowest time.Duration
-	for i, err := range errs {
-		slowest = max(slowest, took[i])
-		for _, p := range connectErrorProblems(e, d, err, secret, f.cause) {
-			if problems[p]++; problems[p] == 1 {
-				order = append(order, p)
-			}
-		}
-	}
-	for _, p := range order {
-		t.Errorf("%d of %d concurrent Connects: %s", problems[p], callers, p)
-	}
+	testkit.ReportProblems(t, "concurrent Connects", errs, func(err error) []string {
+		return connectErrorProblems(e, d, err, secret, f.cause)
+	})
 	// database/sql hands the same error to the application.
 	_, dbErr := db.ExecContext(ctx, "SELECT 1")
 	for _, p := range connectErrorProblems(e, d, dbErr, secret, f.cause) {
@@ -303,54 +276,24 @@ func testCredentialDiesWhileStoreFails(t *testing.T, d drivers.Driver, f storeFa
 		msg = errs[0].Error()
 	}
 	t.Logf("%s: %d concurrent Connects failed, the slowest after %v, with %d AccessSecretVersion requests; the error: %s",
-		f.name, countErrs(errs), slowest.Round(time.Millisecond), requests, msg)
+		f.name, testkit.CountErrors(errs), slowest.Round(time.Millisecond), requests, msg)
 	e.assertNoPassword(t, "the application's log", e.logs.String())
 }
 
 // connectErrorProblems lists what is wrong with a failed Connect's error.
 func connectErrorProblems(e *env, d drivers.Driver, err error, secret string, cause func(error) bool) []string {
-	if err == nil {
-		return []string{"succeeded, want an error"}
-	}
-	var problems []string
-	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	var authErr *rotating.AuthError
-	if !errors.As(err, &authErr) {
-		add("%T is not a *rotating.AuthError", err)
-	}
-	if !errors.Is(err, rotating.ErrCredentialRejected) || !errors.Is(err, rotating.ErrFetchFailed) {
-		add("errors.Is ErrCredentialRejected %v, ErrFetchFailed %v; want both",
-			errors.Is(err, rotating.ErrCredentialRejected), errors.Is(err, rotating.ErrFetchFailed))
-	}
-	if code := d.SQLState(err); code != "28P01" {
-		add("no %s with SQLSTATE 28P01 in the error (got %q)", d.ErrorType, code)
-	}
-	var gerr *gcpsm.Error
-	if !errors.As(err, &gerr) {
-		add("no *gcpsm.Error in the error")
-	}
-	if !cause(err) {
-		add("the store's error is not the one caused (status.Code %v)", status.Code(err))
-	}
-	if !strings.Contains(err.Error(), secret) {
-		add("the error does not name the secret %q", secret)
-	}
-	text := fmt.Sprintf("%v | %+v | %#v | %s | %q", err, err, err, err, err)
-	for _, pw := range e.knownPasswords() {
-		if strings.Contains(text, pw) {
-			add("the error's text contains a password")
-			break
-		}
-	}
-	return problems
-}
-
-func countErrs(errs []error) int {
-	n := 0
-	for _, err := range errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
+	return apptest.Rejected{
+		Driver: d, Secret: secret, Secrets: &e.known, FetchFailed: true,
+		Store: func(err error) []string {
+			var problems []string
+			var gerr *gcpsm.Error
+			if !errors.As(err, &gerr) {
+				problems = append(problems, "no *gcpsm.Error in the error")
+			}
+			if !cause(err) {
+				problems = append(problems, fmt.Sprintf("the store's error is not the one caused (status.Code %v)", status.Code(err)))
+			}
+			return problems
+		},
+	}.Problems(err)
 }

@@ -3,15 +3,11 @@ package gcpsmintegration
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"fmt"
 	"hash/crc32"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	secretmanager "cloud.google.com/go/secretmanager/apiv1"
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
@@ -20,6 +16,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/secrets/gcpsm"
 	"github.com/pgrotate/rotating/secrets/gcpsm/gcpsmtest"
 )
@@ -39,13 +36,12 @@ type env struct {
 	logs   *testkit.LogBuffer // the connector's and the source's, Debug and up, as JSON
 	logger *slog.Logger
 
-	mu        sync.Mutex
-	passwords []string // every password the test made, for the secrecy checks
+	known testkit.Secrets // every password the test made, for the secrecy checks
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{pg: pgtest.Shared(t), sm: gcpsmtest.NewServer().Start(), logs: new(testkit.LogBuffer)}
+	e := &env{pg: pgtest.Shared(t), sm: gcpsmtest.NewServer().Start()}
 	t.Cleanup(e.sm.Close) // closes the clients too
 	var err error
 	if e.app, err = e.sm.Client(t.Context()); err != nil {
@@ -54,12 +50,8 @@ func newEnv(t *testing.T) *env {
 	if e.rot, err = e.sm.Client(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	e.logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the application's log (Info and above, passwords removed):\n%s", e.redactedLog())
-		}
-	})
+	e.logger, e.logs = testkit.NewJSONLogger()
+	e.logs.LogOnFailure(t, "the application's log", e.known.List)
 	return e
 }
 
@@ -67,66 +59,22 @@ func newEnv(t *testing.T) *env {
 func (e *env) newRole(t *testing.T) (role, password string) {
 	t.Helper()
 	role, password = pgtest.NewRole(t, e.pg)
-	e.remember(password)
-	return role, password
+	return role, e.known.Keep(password)
 }
 
-func (e *env) newPassword(t *testing.T) string {
-	pw := pgtest.RandomPassword(t)
-	e.remember(pw)
-	return pw
-}
-
-func (e *env) remember(pw string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.passwords = append(e.passwords, pw)
-}
-
-func (e *env) knownPasswords() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.passwords...)
-}
+func (e *env) newPassword(t *testing.T) string { return e.known.Keep(pgtest.RandomPassword(t)) }
 
 // assertNoPassword fails t if text holds any password the test made,
 // without printing it.
 func (e *env) assertNoPassword(t *testing.T, what, text string) {
 	t.Helper()
-	for _, pw := range e.knownPasswords() {
-		if strings.Contains(text, pw) {
-			t.Errorf("%s contains a password (%d bytes of text)", what, len(text))
-			return
-		}
-	}
-}
-
-func (e *env) redactedLog() string {
-	var lines []string
-	for line := range strings.Lines(e.logs.String()) {
-		if !strings.Contains(line, `"level":"DEBUG"`) {
-			lines = append(lines, line)
-		}
-	}
-	if len(lines) > 60 {
-		lines = append([]string{"...\n"}, lines[len(lines)-60:]...)
-	}
-	text := strings.Join(lines, "")
-	for _, pw := range e.knownPasswords() {
-		text = strings.ReplaceAll(text, pw, "[PASSWORD REMOVED BY THE TEST]")
-	}
-	return text
+	e.known.AssertNone(t, what, text)
 }
 
 // payload is an RDS-style secret for role on the shared server.
 func (e *env) payload(t *testing.T, role, password string) []byte {
 	t.Helper()
-	b, err := json.Marshal(map[string]any{"engine": "postgres", "host": e.pg.Host, "port": e.pg.Port,
-		"username": role, "password": password, "dbname": "postgres"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return []byte(pgtest.SecretJSON(t, e.pg, role, password, nil))
 }
 
 // newSecret creates a secret named after the test holding one version.
@@ -151,9 +99,7 @@ func (e *env) addVersion(ctx context.Context, t *testing.T, secret string, data 
 }
 
 // appDSN is the application's DSN: the endpoint only, no user, no password.
-func (e *env) appDSN() string {
-	return fmt.Sprintf("host=%s port=%d dbname=postgres sslmode=disable", e.pg.Host, e.pg.Port)
-}
+func (e *env) appDSN() string { return pgtest.EndpointDSN(e.pg) }
 
 // newApp is the application: a connector over a gcpsm source on the
 // application's client, and sql.OpenDB on it, closed when the test ends.
@@ -163,13 +109,7 @@ func (e *env) newApp(t *testing.T, secret string, opts ...rotating.Option) (*rot
 	if err != nil {
 		t.Fatalf("gcpsm.New: %v", err)
 	}
-	c, err := rotating.NewConnector(e.appDSN(), src, append([]rotating.Option{rotating.WithLogger(e.logger)}, opts...)...)
-	if err != nil {
-		t.Fatalf("NewConnector: %v", err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { _ = db.Close() }) // closes c too
-	return c, db
+	return apptest.Open(t, e.appDSN(), src, e.logger, opts...)
 }
 
 // accessCalls is the application's AccessSecretVersion requests since the
@@ -179,31 +119,18 @@ func (e *env) accessCalls() int64 { return e.sm.Calls(gcpsmtest.MethodAccessSecr
 // createTable creates the load's table through db, so that it belongs to
 // the application's role and goes with it.
 func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
-	t.Helper()
-	table := pgtest.UniqueName(t, "t")
-	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)"); err != nil {
-		t.Fatalf("create table: %v", err)
-	}
-	return table
+	return pgtest.CreateLoadTable(ctx, t, db)
 }
 
 // waitAcks waits until n more inserts than now have been acknowledged.
 func waitAcks(ctx context.Context, t *testing.T, l *testkit.InsertLoad, n int64, what string) {
 	t.Helper()
-	target := l.OK.Load() + n
-	testkit.WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
+	l.WaitAcks(ctx, t, n, what)
 }
 
 // check verifies the load through the superuser's pool, independently of
 // the connector, and fails t for a failed statement or a lost row.
 func check(ctx context.Context, t *testing.T, e *env, l *testkit.InsertLoad) testkit.LoadResult {
 	t.Helper()
-	r, err := l.Verify(ctx, e.pg.Admin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems() {
-		t.Error(p)
-	}
-	return r
+	return l.Check(ctx, t, e.pg.Admin())
 }

@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
+
+	"github.com/pgrotate/rotating/internal/loopback"
 )
 
 // Option configures a [Server].
@@ -28,10 +29,11 @@ func defaultConfig() config {
 	return config{addr: "127.0.0.1:0", dbMount: "database", kvMount: "secret"}
 }
 
-// ErrNotLoopback is returned for an address that is not a loopback
-// address. The server hands out database credentials to any caller that
-// knows a token, so it must not be reachable from other machines.
-var ErrNotLoopback = errors.New("vaulttest: refusing to serve on a non-loopback address")
+// ErrNotLoopback is returned (wrapped) for an address that is not a
+// loopback address. The server hands out database credentials to any
+// caller that knows a token, so it must not be reachable from other
+// machines.
+var ErrNotLoopback = loopback.ErrNotLoopback
 
 // WithAddr makes [Server.Start] listen on addr, which must be a loopback
 // address such as "127.0.0.1:8200", "[::1]:0" or "localhost:8200". The
@@ -47,15 +49,8 @@ func WithAddr(addr string) Option {
 }
 
 func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("vaulttest: listen address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%w: %q", ErrNotLoopback, addr)
+	if err := loopback.CheckAddr(addr); err != nil {
+		return fmt.Errorf("vaulttest: %w", err)
 	}
 	return nil
 }

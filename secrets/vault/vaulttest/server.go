@@ -12,13 +12,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/pgrotate/rotating/internal/loopback"
+	"github.com/pgrotate/rotating/internal/testca"
 )
 
 // Op names a kind of request, for [Server.Calls] and [Server.InjectFault].
@@ -84,20 +86,16 @@ type Fault struct {
 	Count int
 }
 
-type injected struct {
-	fault     Fault
-	remaining int
-}
-
 // Server is a local server that speaks HashiCorp Vault's HTTP API for the
 // database secrets engine (backed by a real PostgreSQL), KV version 2,
 // leases, tokens and the AppRole and Kubernetes logins. See the package
 // documentation. All methods are safe for concurrent use.
 type Server struct {
 	cfg  config
-	db   backend // nil without a database
-	pki  *testPKI
-	root string // the root token's id
+	db   backend      // nil without a database
+	ca   *testca.CA   // nil without WithTLS
+	leaf *testca.Leaf // the server's certificate, signed by ca
+	root string       // the root token's id
 
 	// ctx is cancelled at the end of Close; revocations and rotations run
 	// on it. closing is closed at the start of Close and ends delayed
@@ -112,18 +110,18 @@ type Server struct {
 
 	closeOnce sync.Once
 
+	// sw serves on the address fixed by Start, kept across Down and Up.
+	// faults and calls have locks of their own, taken with or without mu.
+	sw     *loopback.Switch
+	faults *loopback.Faults[Op, Fault]
+	calls  loopback.Calls[Op] // unknown paths count in the total only
+
 	// mu guards everything below, and the mutable fields of the leases,
 	// tokens, roles and KV entries these maps hold. It is never held
 	// across a PostgreSQL statement, a sleep, or an answer being written.
 	mu         sync.Mutex
 	closed     bool // no new work may start
-	addr       string
-	hs         *http.Server  // nil while down or not started
-	served     chan struct{} // closed when hs.Serve returns
 	sealed     bool
-	faults     map[Op]*injected
-	calls      map[Op]int64
-	totalCalls int64
 	namespaces map[string]int64
 	roles      map[string]*dynamicRole
 	statics    map[string]*staticRole
@@ -161,8 +159,7 @@ func NewServer(db *sql.DB, opts ...Option) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		closing:    make(chan struct{}),
-		faults:     make(map[Op]*injected),
-		calls:      make(map[Op]int64),
+		faults:     loopback.NewFaults[Op, Fault](AllOperations),
 		namespaces: make(map[string]int64),
 		roles:      make(map[string]*dynamicRole),
 		statics:    make(map[string]*staticRole),
@@ -178,13 +175,14 @@ func NewServer(db *sql.DB, opts ...Option) (*Server, error) {
 		s.db = &pgBackend{db: db}
 	}
 	if cfg.tls {
-		pki, err := newTestPKI()
+		ca, leaf, err := testca.ForLoopback("vaulttest CA")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("vaulttest: %w", err)
 		}
-		s.pki = pki
+		s.ca, s.leaf = ca, leaf
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.sw = loopback.NewSwitch(s.serveOn)
 	s.root = cfg.rootToken
 	if s.root == "" {
 		s.root = newToken()
@@ -204,31 +202,22 @@ func NewServer(db *sql.DB, opts ...Option) (*Server, error) {
 // error if the server is already serving or closed, or if it cannot
 // listen.
 func (s *Server) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	switch err := s.sw.Start(s.ctx, s.cfg.addr); {
+	case errors.Is(err, loopback.ErrClosed):
 		return errors.New("vaulttest: Start after Close")
-	}
-	if s.addr != "" {
+	case errors.Is(err, loopback.ErrStarted):
 		return errors.New("vaulttest: Server already started")
-	}
-	return s.listenLocked(s.cfg.addr)
-}
-
-// listenLocked listens on addr and serves. Callers hold mu.
-func (s *Server) listenLocked(addr string) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(s.ctx, "tcp", addr)
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("vaulttest: %w", err)
 	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("%w: %s", ErrNotLoopback, ln.Addr())
-	}
-	s.addr = ln.Addr().String()
-	if s.pki != nil {
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{s.pki.server}, MinVersion: tls.VersionTLS12})
+	return nil
+}
+
+// serveOn serves on ln (with TLS if [WithTLS] was given) until the
+// returned function is called, for Start and Up.
+func (s *Server) serveOn(ln net.Listener) (stop func()) {
+	if s.leaf != nil {
+		ln = tls.NewListener(ln, s.leaf.ServerConfig())
 	}
 	hs := &http.Server{
 		Handler:           s,
@@ -238,30 +227,21 @@ func (s *Server) listenLocked(addr string) error {
 		// fail; that is the client's error to report, not ours to print.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-	served := make(chan struct{})
-	s.hs, s.served = hs, served
-	s.work.Add(1)
-	go func() {
-		defer s.work.Done()
-		defer close(served)
-		hs.Serve(ln) // returns http.ErrServerClosed after Close
-	}()
-	return nil
+	return loopback.Go(ln, hs.Serve, func() { hs.Close() })
 }
 
 // URL returns the server's address for VAULT_ADDR, such as
 // "http://127.0.0.1:41234" (https with [WithTLS]), or "" before
 // [Server.Start]. It stays the same while the server is down.
 func (s *Server) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.addr == "" {
+	addr := s.sw.Addr()
+	if addr == "" {
 		return ""
 	}
-	if s.pki != nil {
-		return "https://" + s.addr
+	if s.ca != nil {
+		return "https://" + addr
 	}
-	return "http://" + s.addr
+	return "http://" + addr
 }
 
 // RootToken returns the root token's id: it never expires and may do
@@ -273,18 +253,18 @@ func (s *Server) RootToken() string { return s.root }
 // certificate, for VAULT_CACERT or api.TLSConfig.CACertBytes, or nil
 // without [WithTLS].
 func (s *Server) CACert() []byte {
-	if s.pki == nil {
+	if s.ca == nil {
 		return nil
 	}
-	return append([]byte(nil), s.pki.caPEM...)
+	return s.ca.CertPEM()
 }
 
 // WriteCACert writes [Server.CACert] to path (mode 0644), for VAULT_CACERT.
 func (s *Server) WriteCACert(path string) error {
-	if s.pki == nil {
+	if s.ca == nil {
 		return errors.New("vaulttest: WriteCACert: the server has no TLS (see WithTLS)")
 	}
-	return os.WriteFile(path, s.pki.caPEM, 0o644)
+	return s.ca.WriteCert(path)
 }
 
 // Config returns a vault/api client configuration for the server: its
@@ -303,8 +283,8 @@ func (s *Server) Config() (*api.Config, error) {
 	}
 	cfg.Address = url
 	cfg.MaxRetries = 0
-	if s.pki != nil {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.pki.caPEM}); err != nil {
+	if s.ca != nil {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACertBytes: s.ca.CertPEM()}); err != nil {
 			return nil, err
 		}
 	} else {
@@ -347,14 +327,7 @@ func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		s.mu.Lock()
-		hs, served := s.hs, s.served
-		s.hs = nil
-		s.mu.Unlock()
-		if hs != nil {
-			hs.Close()
-			<-served
-		}
+		s.sw.Close()
 
 		// Stop new work and every timer, then wait for what runs.
 		s.mu.Lock()
@@ -422,34 +395,26 @@ func (s *Server) enter() bool {
 // Requests in flight are cut off. Down is a no-op if the server is down
 // already or not started.
 func (s *Server) Down() {
-	s.mu.Lock()
-	hs, served, addr := s.hs, s.served, s.addr
-	s.hs = nil
-	s.mu.Unlock()
-	if hs != nil {
-		hs.Close()
-		<-served
-		s.logInfo("server down", slog.String("addr", addr))
+	if s.sw.Down() {
+		s.logInfo("server down", slog.String("addr", s.sw.Addr()))
 	}
 }
 
 // Up listens again on the address [Server.Down] closed, so [Server.URL]
 // stays the same. It is a no-op if the server is serving.
 func (s *Server) Up() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
+	wasUp := s.sw.IsUp()
+	switch err := s.sw.Up(s.ctx); {
+	case errors.Is(err, loopback.ErrClosed):
 		return errors.New("vaulttest: Up after Close")
-	case s.addr == "":
+	case errors.Is(err, loopback.ErrNotStarted):
 		return errors.New("vaulttest: Up before Start")
-	case s.hs != nil:
-		return nil
+	case err != nil:
+		return fmt.Errorf("vaulttest: %w", err)
 	}
-	if err := s.listenLocked(s.addr); err != nil {
-		return err
+	if !wasUp {
+		s.logInfo("server up", slog.String("addr", s.sw.Addr()))
 	}
-	s.logInfo("server up", slog.String("addr", s.addr))
 	return nil
 }
 
@@ -478,67 +443,35 @@ func (s *Server) InjectFault(op Op, f Fault) {
 	if op != AllOperations && !knownOps[op] {
 		panic(fmt.Sprintf("vaulttest: InjectFault: unknown operation %q", op))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[op] = &injected{fault: f, remaining: f.Count}
+	s.faults.Set(op, f, f.Count)
 }
 
 // ClearFaults removes every injected fault and unseals the server. A
 // server that is down stays down until [Server.Up].
 func (s *Server) ClearFaults() {
+	s.faults.Clear()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.faults)
 	s.sealed = false
-}
-
-// takeFaultLocked returns the fault for this request of op, using up one
-// of its Count.
-func (s *Server) takeFaultLocked(op Op) (Fault, bool) {
-	key := op
-	inj := s.faults[key]
-	if inj == nil {
-		key = AllOperations
-		inj = s.faults[key]
-	}
-	if inj == nil {
-		return Fault{}, false
-	}
-	if inj.fault.Count > 0 {
-		inj.remaining--
-		if inj.remaining <= 0 {
-			delete(s.faults, key)
-		}
-	}
-	return inj.fault, true
 }
 
 // Calls returns how many requests of op reached the server since it was
 // made or since [Server.ResetCalls], whatever their answer (faults,
 // refusals and errors included). The client's retries are separate
 // requests.
-func (s *Server) Calls(op Op) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[op]
-}
+func (s *Server) Calls(op Op) int64 { return s.calls.Of(op) }
 
 // TotalCalls returns the number of requests of every operation, unknown
 // paths included.
-func (s *Server) TotalCalls() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.totalCalls
-}
+func (s *Server) TotalCalls() int64 { return s.calls.Total() }
 
 // ResetCalls sets the request counters of [Server.Calls],
 // [Server.TotalCalls] and [Server.Namespaces] to zero.
 func (s *Server) ResetCalls() {
+	s.calls.Reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	clear(s.calls)
 	clear(s.namespaces)
-	s.totalCalls = 0
 }
 
 // Namespaces returns how many requests named each namespace in
@@ -702,15 +635,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (Op, string, int)
 	rt := s.route(method, path)
 	ns := namespaceOf(r)
 
-	s.mu.Lock()
-	s.totalCalls++
-	s.namespaces[ns]++
 	var fault Fault
 	var faulted bool
 	if rt.op != "" {
-		s.calls[rt.op]++
-		fault, faulted = s.takeFaultLocked(rt.op)
+		s.calls.Add(rt.op)
+		fault, faulted = s.faults.Take(rt.op)
+	} else {
+		s.calls.AddOther()
 	}
+	s.mu.Lock()
+	s.namespaces[ns]++
 	sealed := s.sealed
 	s.mu.Unlock()
 
@@ -722,7 +656,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (Op, string, int)
 		return fail(errorf(http.StatusNotFound, "404 page not found"))
 	}
 	if faulted {
-		if !s.delay(r.Context(), fault.Latency) {
+		if !loopback.Wait(r.Context(), s.closing, fault.Latency, false) {
 			// The client gave up or the server is closing: drop the
 			// connection rather than answer nobody.
 			panic(http.ErrAbortHandler)
@@ -794,23 +728,6 @@ func jsonProblem(err error) string {
 		return "the body must be a JSON object"
 	}
 	return "invalid JSON"
-}
-
-// delay waits for d, and reports false if the request's context ended or
-// the server began closing first.
-func (s *Server) delay(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-s.closing:
-	}
-	return false
 }
 
 // authenticate returns the live token the request carries, or nil.
