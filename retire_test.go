@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
@@ -306,6 +309,49 @@ func TestRenewalAfterTheRetirement(t *testing.T) {
 		}
 		if st := c.Stats(); st.AuthFailures != 0 {
 			t.Errorf("%d rejected logins, want 0", st.AuthFailures)
+		}
+	})
+}
+
+// TestLoginThatOutlastsTheRetirement: a login that began while its
+// credential was usable but finished after the credential's retirement (a
+// slow login on a loaded server) is not handed out: its connection would
+// be retired at its first use, and database/sql would fail the statement
+// once its retries met the same. Connect closes it and looks again.
+func TestLoginThatOutlastsTheRetirement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("v-1", "pw-1")
+		var slow atomic.Bool
+		db.Gate = func(cfg pq.Config) {
+			if cfg.User == "v-1" && slow.Load() {
+				time.Sleep(time.Second)
+			}
+		}
+		start := time.Now()
+		src := newFakeSource("v-1", "pw-1")
+		src.set(secrets.Credential{Username: "v-1", Password: "pw-1", Version: "lease-1", SessionsEnd: start.Add(10 * time.Second)})
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRefreshBeforeExpiry(2*time.Second),
+			WithRotationWait(5*time.Second))
+		mustConnect(t, c).Close()
+		// The store is down at the refresh (5..6 s) and back at 8.2 s
+		// with the next lease; v-1 retires at 8 s.
+		src.setErr(errors.New("store down"))
+		time.Sleep(7500 * time.Millisecond)
+		slow.Store(true)
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			db.SetPassword("v-2", "pw-2")
+			src.set(secrets.Credential{Username: "v-2", Password: "pw-2", Version: "lease-2", SessionsEnd: time.Now().Add(10 * time.Second)})
+			src.setErr(nil)
+		}()
+		conn, err := c.Connect(context.Background()) // v-1's login ends at 8.5 s
+		if err != nil {
+			t.Fatalf("Connect at 7.5s: %v", err)
+		}
+		defer conn.Close()
+		if u, at := userOf(t, conn), time.Since(start); u != "v-2" || !conn.(driver.Validator).IsValid() {
+			t.Errorf("Connect at 7.5s returned, at %v, a connection of %s (valid: %v); want one of v-2, valid",
+				at, u, conn.(driver.Validator).IsValid())
 		}
 	})
 }
