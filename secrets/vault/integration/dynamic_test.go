@@ -169,7 +169,7 @@ func testDynamicRoleUnderLoad(t *testing.T, pg *pgserver.Server, opts []vaulttes
 	leases := e.srv.Leases()
 	grants := e.grants(t)
 
-	res := verifyLoad(ctx, t, e, load)
+	res := e.check(ctx, t, load)
 	rows := rowsByRole(ctx, t, pg, table)
 
 	// Close the pool, then the server: it revokes the leases left, after

@@ -3,6 +3,7 @@ package vaultintegration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/pgrotate/rotating"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/internal/testkit/drivers"
 	"github.com/pgrotate/rotating/secrets/vault"
 	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
@@ -112,7 +114,7 @@ func testVaultFault(t *testing.T, start, stop func(*vaulttest.Server) error, cau
 	db.SetConnMaxLifetime(300 * time.Millisecond) // new logins all the time
 
 	load := testkit.StartInserts(ctx, db, e.table, workers, 1<<30, 10*time.Millisecond)
-	waitAcks(ctx, t, load, workers)
+	load.WaitAcks(ctx, t, workers, "the first inserts")
 	before, okBefore := c.Stats(), load.OK.Load()
 	readsBefore := e.srv.Calls(vaulttest.OpStaticCreds)
 	load.TakeSlowest()
@@ -127,83 +129,69 @@ func testVaultFault(t *testing.T, start, stop func(*vaulttest.Server) error, cau
 	faultLasted := time.Since(began)
 	load.Finish()
 	slowest := load.TakeSlowest()
-	res := verifyLoad(ctx, t, e.env, load)
+	res := e.check(ctx, t, load)
 	if during.CredentialGeneration != before.CredentialGeneration || during.CredentialChanges != before.CredentialChanges {
 		t.Errorf("the credential changed during the fault: generation %d → %d", before.CredentialGeneration, during.CredentialGeneration)
 	}
 
 	// The password dies while Vault is still out.
 	pw := pgtest.RandomPassword(t)
-	e.secrets.add(pw)
+	e.known.Add(pw)
 	if err := e.pg.SetPassword(ctx, e.role, pw); err != nil {
 		t.Fatal(err)
 	}
-	type result struct {
-		err  error
-		took time.Duration
+	errs, slowestConnect := testkit.ConnectAll(ctx, c, connects, 30*time.Second)
+	fastestConnect := slowestConnect
+	for _, err := range errs {
+		e.noteError(err)
+		var ae *rotating.AuthError
+		if errors.As(err, &ae) {
+			fastestConnect = min(fastestConnect, ae.Waited)
+		}
 	}
-	results := make(chan result, connects)
-	for range connects {
-		go func() {
-			begin := time.Now()
-			conn, err := c.Connect(ctx)
-			if conn != nil {
-				conn.Close()
-			}
-			results <- result{err, time.Since(begin)}
-		}()
-	}
-	var slowestConnect, fastestConnect time.Duration
-	var sample error
-	for i := range connects {
-		r := <-results
-		e.noteError(r.err)
-		if i == 0 {
-			fastestConnect, sample = r.took, r.err
-		}
-		fastestConnect, slowestConnect = min(fastestConnect, r.took), max(slowestConnect, r.took)
-		if problem := checkAuthError(r.err, cause); problem != "" {
-			t.Errorf("Connect %d after %v: %v: %s", i+1, r.took.Round(time.Millisecond), e.secrets.scrub(errText(r.err)), problem)
-		}
-		// Within the rotation wait: a Connect gives up when it ends, not
-		// before (the store may yet answer), and not long after.
-		if r.took < faultRotationWait || r.took > faultRotationWait+3*time.Second {
-			t.Errorf("Connect %d returned after %v, want the rotation wait %v (+3 s for a loaded machine)", i+1, r.took.Round(time.Millisecond), faultRotationWait)
-		}
+	want := apptest.Rejected{Driver: drivers.LibPQ, Secret: "database/static-creds/app", Secrets: e.known, FetchFailed: true,
+		Store: func(err error) []string { return vaultPart(err, cause) }}
+	testkit.ReportProblems(t, "concurrent Connects after the password died", errs, want.Problems)
+	// Within the rotation wait: a Connect gives up when it ends, not
+	// before (the store may yet answer: AuthError.Waited), and not long
+	// after.
+	if slowestConnect > faultRotationWait+3*time.Second {
+		t.Errorf("the slowest Connect returned after %v, want the rotation wait %v (+3 s for a loaded machine)", slowestConnect.Round(time.Millisecond), faultRotationWait)
 	}
 	after := c.Stats()
 	if err := stop(e.srv); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("fault for %v: %d statements, %d failed, slowest %v; %d fetches, %d fetch errors, %d static-creds requests; credential generation %d → %d\n"+
-		"password changed with Vault still out: %d concurrent Connects failed after %v to %v (rotation wait %v); %d rejected logins; error: %s",
+		"password changed with Vault still out: %d concurrent Connects failed, the shortest wait %v, the slowest return %v (rotation wait %v); %d rejected logins; error: %s",
 		faultLasted.Round(time.Millisecond), load.OK.Load()-okBefore+res.Failures, res.Failures, slowest.Round(time.Millisecond),
 		during.Fetches-before.Fetches, during.FetchErrors-before.FetchErrors, readsDuring,
 		before.CredentialGeneration, during.CredentialGeneration,
 		connects, fastestConnect.Round(time.Millisecond), slowestConnect.Round(time.Millisecond), faultRotationWait,
-		after.AuthFailures-during.AuthFailures, e.secrets.scrub(errText(sample)))
+		after.AuthFailures-during.AuthFailures, e.known.Scrub(errText(errs[0])))
 }
 
-// checkAuthError says what is wrong with err, the error of a Connect whose
-// password died while Vault was out, or "".
-func checkAuthError(err error, cause func(error, *vault.Error) string) string {
+// vaultPart lists what is missing from Vault's part of err, the error of a
+// Connect whose password died while Vault was out (apptest.Rejected checks
+// the rest): a *vault.Error naming the read, with the fault's cause, and a
+// wait of the whole rotation wait.
+func vaultPart(err error, cause func(error, *vault.Error) string) []string {
+	var problems []string
 	var ae *rotating.AuthError
+	if errors.As(err, &ae) && ae.Waited < faultRotationWait {
+		problems = append(problems, fmt.Sprintf("gave up after %v, before the rotation wait (%v) ended", ae.Waited.Round(time.Millisecond), faultRotationWait))
+	}
 	var ve *vault.Error
 	switch {
-	case err == nil:
-		return "want an error"
-	case !errors.As(err, &ae) || !errors.Is(err, rotating.ErrCredentialRejected):
-		return "want a *rotating.AuthError"
-	case drivers.LibPQ.SQLState(err) != "28P01":
-		return "want the database's rejection (a *pq.Error with SQLSTATE 28P01) inside"
-	case ae.FetchErr == nil || !errors.Is(err, rotating.ErrFetchFailed):
-		return "want the failed fetch (AuthError.FetchErr, a *rotating.FetchError) inside"
 	case !errors.As(err, &ve):
-		return "want Vault's error (a *vault.Error) inside"
+		return append(problems, "no *vault.Error in the error")
 	case ve.Op != vault.OpRead || ve.Path != "database/static-creds/app":
-		return "want the *vault.Error to name the read of database/static-creds/app"
+		problems = append(problems, "the *vault.Error does not name the read of database/static-creds/app")
 	}
-	return cause(err, ve)
+	if p := cause(err, ve); p != "" {
+		problems = append(problems, p)
+	}
+	return problems
 }
 
 // errText is err's text, "<nil>" for none.

@@ -21,6 +21,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
+	"github.com/pgrotate/rotating/internal/testkit/apptest"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/vault"
 	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
@@ -52,12 +53,19 @@ type env struct {
 	appLogs    *testkit.LogBuffer
 	appLog     *slog.Logger
 
-	secrets *secretSet
-	watch   *sessionWatch
+	// known holds the secrets the test made or met, and the shape of
+	// those Vault generates (vaultSecretShape).
+	known *testkit.Secrets
+	watch *sessionWatch
 
 	mu     sync.Mutex // guards errors
 	errors []string   // texts (%v and %+v) of errors the test met, for the secrecy check
 }
+
+// vaultSecretShape matches what vaulttest generates and the test cannot
+// know one by one: passwords ("A1a-" and 16 letters and digits) and tokens
+// ("hvs." and 24).
+var vaultSecretShape = regexp.MustCompile(`A1a-[A-Za-z0-9]{16}|hvs\.[A-Za-z0-9]{24}`)
 
 // newEnv starts a Vault server on pg for the test, closed (revoking the
 // leases left) when the test ends, after the cleanups registered later:
@@ -65,20 +73,20 @@ type env struct {
 // are checked for secrets.
 func newEnv(t *testing.T, pg *pgserver.Server, opts ...vaulttest.Option) *env {
 	t.Helper()
-	e := &env{pg: pg, serverLogs: new(testkit.LogBuffer), appLogs: new(testkit.LogBuffer), secrets: new(secretSet)}
-	e.appLog = slog.New(slog.NewJSONHandler(e.appLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := &env{pg: pg, known: new(testkit.Secrets)}
+	e.known.AddShape(vaultSecretShape)
+	e.appLog, e.appLogs = testkit.NewJSONLogger()
+	serverLog, serverLogs := testkit.NewJSONLogger()
+	e.serverLogs = serverLogs
 	e.watch = &sessionWatch{pg: pg, afterEnd: make(map[string]int), seen: make(map[int64]bool)}
-	opts = append([]vaulttest.Option{
-		vaulttest.WithLogger(slog.New(slog.NewJSONHandler(e.serverLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
-		vaulttest.WithOnLeaseEnd(e.watch.leaseEnded),
-	}, opts...)
+	opts = append([]vaulttest.Option{vaulttest.WithLogger(serverLog), vaulttest.WithOnLeaseEnd(e.watch.leaseEnded)}, opts...)
 	srv, err := vaulttest.NewServer(pg.Admin(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.srv = srv
 	e.watch.srv = srv
-	e.secrets.add(srv.RootToken())
+	e.known.Add(srv.RootToken())
 	t.Cleanup(func() {
 		if err := srv.Close(); err != nil {
 			t.Errorf("closing the Vault server: %v", err)
@@ -88,27 +96,9 @@ func newEnv(t *testing.T, pg *pgserver.Server, opts ...vaulttest.Option) *env {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("the application's log (Info and above, last 40 lines):\n%s", e.secrets.scrub(lastLines(e.appLogs, 40)))
-			t.Logf("the Vault server's log (Info and above, last 20 lines):\n%s", e.secrets.scrub(lastLines(e.serverLogs, 20)))
-		}
-	})
+	e.appLogs.LogSecretsOnFailure(t, "the application's log", e.known)
+	e.serverLogs.LogSecretsOnFailure(t, "the Vault server's log", e.known)
 	return e
-}
-
-// lastLines returns the last n lines of logs at Info level and above.
-func lastLines(logs *testkit.LogBuffer, n int) string {
-	var lines []string
-	for line := range strings.Lines(logs.String()) {
-		if !strings.Contains(line, `"level":"DEBUG"`) {
-			lines = append(lines, line)
-		}
-	}
-	if len(lines) > n {
-		lines = append([]string{"...\n"}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "")
 }
 
 // token makes a token for the application, remembered as a secret.
@@ -118,7 +108,7 @@ func (e *env) token(t *testing.T, o vaulttest.TokenOptions) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.secrets.add(tok)
+	e.known.Add(tok)
 	return tok
 }
 
@@ -147,18 +137,11 @@ func (e *env) dsn() string {
 	return fmt.Sprintf("host=%s port=%d dbname=postgres %s", e.pg.Host, e.pg.Port, e.pg.SSLParams())
 }
 
-// open returns a connector over src for the server, logging to appLog,
-// and sql.OpenDB of it; the pool (and the connector with it) is closed
-// when the test ends.
+// open is the application: apptest.Open on the server's DSN, logging to
+// appLog.
 func (e *env) open(t *testing.T, src secrets.Source, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
 	t.Helper()
-	c, err := rotating.NewConnector(e.dsn(), src, append([]rotating.Option{rotating.WithLogger(e.appLog)}, opts...)...)
-	if err != nil {
-		t.Fatalf("NewConnector: %v", err)
-	}
-	db := sql.OpenDB(c)
-	t.Cleanup(func() { _ = db.Close() })
-	return c, db
+	return apptest.Open(t, e.dsn(), src, e.appLog, opts...)
 }
 
 // noteError remembers err's texts for the secrecy check.
@@ -175,13 +158,13 @@ func (e *env) noteError(err error) {
 // token, a password or a secret id.
 func (e *env) checkNoSecrets(t *testing.T) {
 	t.Helper()
-	e.secrets.check(t, "the application's log (connector and Vault client)", e.appLogs.String())
-	e.secrets.check(t, "the Vault server's log", e.serverLogs.String())
+	e.known.AssertNone(t, "the application's log (connector and Vault client)", e.appLogs.String())
+	e.known.AssertNone(t, "the Vault server's log", e.serverLogs.String())
 	e.mu.Lock()
 	texts := append([]string(nil), e.errors...)
 	e.mu.Unlock()
 	for _, text := range texts {
-		e.secrets.check(t, "an error", text)
+		e.known.AssertNone(t, "an error", text)
 	}
 }
 
@@ -275,28 +258,16 @@ func sessionsOf(ctx context.Context, t *testing.T, pg *pgserver.Server, user str
 	return n
 }
 
-// verifyLoad stops nothing: call it after load.Finish. It reads the table
-// back through the superuser's pool, not the connector's, and fails t for
-// every failed statement, lost row or unacknowledged row.
-func verifyLoad(ctx context.Context, t *testing.T, e *env, load *testkit.InsertLoad) testkit.LoadResult {
+// check is load.Check through the superuser's pool (not the connector's),
+// with the statements' errors kept for the secrecy check. Call it after
+// load.Finish.
+func (e *env) check(ctx context.Context, t *testing.T, load *testkit.InsertLoad) testkit.LoadResult {
 	t.Helper()
-	res, err := load.Verify(ctx, e.pg.Admin())
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := load.Check(ctx, t, e.pg.Admin())
 	for _, err := range res.FirstErrors {
 		e.noteError(err)
 	}
-	for _, p := range res.Problems() {
-		t.Error(e.secrets.scrub(p))
-	}
 	return res
-}
-
-// waitAcks waits until every worker's first inserts are acknowledged.
-func waitAcks(ctx context.Context, t *testing.T, load *testkit.InsertLoad, n int64) {
-	t.Helper()
-	testkit.WaitFor(ctx, t, time.Minute, "the first inserts", func() bool { return load.OK.Load() >= n })
 }
 
 // sessionWatch checks, after each lease's revocation and every 50 ms while
@@ -448,49 +419,6 @@ func (e *env) grants(t *testing.T) []grant {
 		}
 	}
 	return out
-}
-
-// secretSet is every secret value a test knows of. Secrets it cannot know
-// (the passwords Vault generates, the tokens of logins) are recognised by
-// their shape.
-type secretSet struct {
-	mu     sync.Mutex
-	values []string
-}
-
-// secretShapes match the server's generated passwords ("A1a-" and 16
-// characters) and tokens ("hvs." and 24), and the test's own passwords
-// (pgtest.RandomPassword: "pw-" and 32 hex digits).
-var secretShapes = regexp.MustCompile(`A1a-[A-Za-z0-9]{16}|hvs\.[A-Za-z0-9]{24}|pw-[0-9a-f]{32}`)
-
-func (s *secretSet) add(values ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.values = append(s.values, values...)
-}
-
-// scrub returns text with every secret replaced, for a failure message.
-func (s *secretSet) scrub(text string) string {
-	s.mu.Lock()
-	values := append([]string(nil), s.values...)
-	s.mu.Unlock()
-	for _, v := range values {
-		if v != "" {
-			text = strings.ReplaceAll(text, v, "[SECRET REMOVED BY THE TEST]")
-		}
-	}
-	return secretShapes.ReplaceAllString(text, "[SECRET REMOVED BY THE TEST]")
-}
-
-// check fails t if text holds a secret, without quoting it.
-func (s *secretSet) check(t *testing.T, what, text string) {
-	t.Helper()
-	if clean := s.scrub(text); clean != text {
-		if len(clean) > 2000 {
-			clean = clean[:2000] + "..."
-		}
-		t.Errorf("%s holds a secret value: %s", what, clean)
-	}
 }
 
 // since formats at relative to start, for the reports.

@@ -54,7 +54,7 @@ func testLeaseRevokedEarly(t *testing.T, d drivers.Driver) {
 	db.SetMaxIdleConns(workers)
 
 	load := testkit.StartInserts(ctx, db, table, workers, 1<<30, 0)
-	waitAcks(ctx, t, load, 10*workers)
+	load.WaitAcks(ctx, t, 10*workers, "the first inserts")
 	if err := testkit.Sleep(ctx, time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func newStaticEnv(t *testing.T, period time.Duration) *staticEnv {
 	pg := pgtest.Shared(t)
 	e := newEnv(t, pg)
 	role, pw := pgtest.NewRole(t, pg)
-	e.secrets.add(pw)
+	e.known.Add(pw)
 	table := e.newTable(t)
 	e.grant(t, table, role)
 	if err := e.srv.SetStaticRole(t.Context(), "app", vaulttest.StaticRole{Username: role, RotationPeriod: period}); err != nil {
@@ -73,7 +73,7 @@ func TestStaticRoleRotateRole(t *testing.T) {
 	}
 
 	load := testkit.StartInserts(ctx, db, e.table, workers, 1<<30, 0)
-	waitAcks(ctx, t, load, workers)
+	load.WaitAcks(ctx, t, workers, "the first inserts")
 	// One window per rotation, from just before its rotate-role call to
 	// just before the next one: the rotation's rejected logins and reads
 	// all fall in it.
@@ -115,7 +115,7 @@ func TestStaticRoleRotateRole(t *testing.T) {
 		w.rejected = int64(next.stats.AuthFailures - w.stats.AuthFailures)
 		w.readsIn, w.failIn = next.reads-w.reads, next.failed-w.failed
 	}
-	res := verifyLoad(ctx, t, e.env, load)
+	res := e.check(ctx, t, load)
 	state, _ := e.srv.StaticRoleState("app")
 	versions := staticReads(t, e.env)
 	early := 0 // reads that returned the version read before
@@ -206,7 +206,7 @@ func TestStaticRoleScheduledRotation(t *testing.T) {
 	db.SetMaxIdleConns(workers)
 
 	load := testkit.StartInserts(ctx, db, e.table, workers, 1<<30, 10*time.Millisecond)
-	waitAcks(ctx, t, load, workers)
+	load.WaitAcks(ctx, t, workers, "the first inserts")
 	first, _ := e.srv.StaticRoleState("app")
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -258,7 +258,7 @@ func TestStaticRoleScheduledRotation(t *testing.T) {
 	load.Finish()
 	tw.Flush()
 	st := c.Stats()
-	res := verifyLoad(ctx, t, e.env, load)
+	res := e.check(ctx, t, load)
 	t.Logf("%d workers, %d scheduled rotations every %v: %d statements, %d failed; %d rows acknowledged, %d lost; "+
 		"static-creds reads %d; rejected logins %d; slowest read of a rotation %v after it\n%s",
 		workers, rotations, period, res.Acknowledged+res.Failures, res.Failures, res.Acknowledged, res.Lost,

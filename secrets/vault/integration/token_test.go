@@ -69,7 +69,7 @@ func TestTokenExpiry(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.secrets.add(secretID)
+			e.known.Add(secretID)
 			return e.client(t, "", vault.WithAppRole("", roleID, &approle.SecretID{FromString: secretID})), ""
 		}, vaulttest.OpAppRoleLogin},
 		{"non_renewable", func(t *testing.T, e *env) (*vault.Client, string) {
@@ -127,7 +127,7 @@ func testTokenExpiry(t *testing.T, newClient func(*testing.T, *env) (*vault.Clie
 	renewSelf, lookupSelf := e.srv.Calls(vaulttest.OpRenewSelf), e.srv.Calls(vaulttest.OpLookupSelf)
 	reads, renewals := e.srv.Calls(vaulttest.OpCreds), e.srv.Calls(vaulttest.OpLeaseRenew)
 	leases := e.srv.Leases()
-	res := verifyLoad(ctx, t, e, load)
+	res := e.check(ctx, t, load)
 
 	// What the application holds, formatted as a log line or an error
 	// message would: a credential, the source, the client, the connector
