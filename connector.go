@@ -186,7 +186,10 @@ func (c *Connector) Driver() driver.Driver { return c.dsn.Driver() }
 func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if e := c.use.Load(); e != nil && (e.sessions == nil || e.usableAt(time.Now())) {
 		conn, err := c.dial(ctx, e)
-		if err == nil || !hasSQLState(err, c.cfg.authCodes) {
+		switch {
+		case errors.Is(err, errRetiredDuringLogin):
+			return c.connectSlow(ctx, nil, nil)
+		case err == nil || !hasSQLState(err, c.cfg.authCodes):
 			return conn, err
 		}
 		c.report(e, false, loginDenied, err)
@@ -194,6 +197,13 @@ func (c *Connector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	return c.connectSlow(ctx, nil, nil)
 }
+
+// errRetiredDuringLogin is dial's answer for a login that succeeded after
+// its credential's connections were retired (a slow login near a lease's
+// end): the connection would be retired at its first use, and database/sql
+// would fail the statement once its retries all met the same, so dial
+// closes it and the caller looks for another credential.
+var errRetiredDuringLogin = errors.New("rotating: the credential's connections were retired during the login")
 
 func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
 	c.stats.dials.Add(1)
@@ -203,6 +213,11 @@ func (c *Connector) dial(ctx context.Context, e *entry) (driver.Conn, error) {
 		return nil, err
 	}
 	if e.sessions != nil {
+		if e.sessions.retired() {
+			_ = conn.Close()
+			e.sessions.countRetired()
+			return nil, errRetiredDuringLogin
+		}
 		return e.sessions.wrap(conn), nil
 	}
 	return conn, nil
@@ -264,6 +279,13 @@ func (c *Connector) slowPath(ctx context.Context, failed *entry, dialErr error, 
 			case hasSQLState(err, c.cfg.authCodes):
 				report(loginDenied, err)
 				failed, dialErr = a.e, err
+				if ended(waitCtx) {
+					return nil, nil, c.giveUp(ctx, failed, dialErr, start, nil)
+				}
+			case errors.Is(err, errRetiredDuringLogin):
+				// The login worked, but a.e is no longer usable: decide
+				// again (another credential, or wait for the refresh).
+				report(inconclusive, nil)
 				if ended(waitCtx) {
 					return nil, nil, c.giveUp(ctx, failed, dialErr, start, nil)
 				}

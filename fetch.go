@@ -78,7 +78,7 @@ func (c *Connector) entryFor(cred secrets.Credential, err error, pending bool) (
 		return nil, err
 	}
 	c.mu.Lock()
-	known := c.knownLocked(cred)
+	known := c.knownLocked(cred, time.Now())
 	c.mu.Unlock()
 	if known {
 		return nil, nil

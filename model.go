@@ -364,6 +364,8 @@ func (c *Connector) slotName(e *entry) string {
 func (c *Connector) applyFetchLocked(cred secrets.Credential, fresh *entry, now time.Time) (askPending bool) {
 	var next *entry
 	switch {
+	case fresh != nil && c.current != nil && cred.SameLogin(c.current.cred):
+		next = fresh // a lease renewed after its retirement (revivesLocked)
 	case c.current != nil && cred.SameLogin(c.current.cred):
 	case c.pending != nil && cred.SameLogin(c.pending.cred):
 		next, c.pending = c.pending, nil // the rotation finished
@@ -439,14 +441,30 @@ func (c *Connector) applyPendingLocked(cred secrets.Credential, fresh *entry, no
 }
 
 // knownLocked reports whether cred is the login of a slot's entry, so a
-// fetch need not build a new entry for it.
-func (c *Connector) knownLocked(cred secrets.Credential) bool {
+// fetch need not build a new entry for it (see revivesLocked for the one
+// exception).
+func (c *Connector) knownLocked(cred secrets.Credential, now time.Time) bool {
+	if c.revivesLocked(cred, now) {
+		return false
+	}
 	for _, e := range c.slotsLocked() {
 		if e != nil && cred.SameLogin(e.cred) {
 			return true
 		}
 	}
 	return false
+}
+
+// revivesLocked reports whether cred renews the current credential's lease
+// after its connections were retired (the renewal's answer came after the
+// retirement: the store was slow or down at the refresh). The retired entry
+// cannot take the new end, since its idle connections are closed and new
+// logins may not use it, so cred gets an entry of its own, whose
+// connections retire ahead of the new end, and replaces it.
+func (c *Connector) revivesLocked(cred secrets.Credential, now time.Time) bool {
+	cur := c.current
+	return cur != nil && cur.sessions != nil && cur.sessions.retired() && cred.SameLogin(cur.cred) &&
+		!cred.SessionsEnd.IsZero() && c.retireAt(now, cred.SessionsEnd).After(now)
 }
 
 // changedLocked publishes the fast path's credential and wakes every

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/lib/pq"
 
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets"
@@ -152,6 +155,10 @@ func TestDriverOptionsAreChecked(t *testing.T) {
 type renewingSource struct {
 	db            *fakeDB
 	lease, maxTTL time.Duration
+	// firstRenewalDelay and renewalDelay, if set, delay the answer of the
+	// first renewal and of the later ones (Vault slow, or down for a
+	// while).
+	firstRenewalDelay, renewalDelay time.Duration
 
 	mu       sync.Mutex
 	n        int
@@ -159,20 +166,31 @@ type renewingSource struct {
 	renewals int
 }
 
-func (s *renewingSource) Fetch(context.Context) (secrets.Credential, error) {
+func (s *renewingSource) Fetch(ctx context.Context) (secrets.Credential, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := time.Now()
+	var delay time.Duration
 	if s.n == 0 || now.Add(s.lease).After(s.created.Add(s.maxTTL)) {
 		s.n++
 		s.created = now
 		s.db.SetPassword(s.user(), "pw-"+s.user())
 	} else {
 		s.renewals++
+		delay = s.renewalDelay
+		if s.renewals == 1 && s.firstRenewalDelay > 0 {
+			delay = s.firstRenewalDelay
+		}
 	}
-	end := now.Add(s.lease)
-	return secrets.Credential{Username: s.user(), Password: "pw-" + s.user(), Version: fmt.Sprintf("lease-%d", s.n),
-		Expires: end, SessionsEnd: end}, nil
+	end := now.Add(s.lease) // from the request's send time, as Vault's source counts it
+	cred := secrets.Credential{Username: s.user(), Password: "pw-" + s.user(), Version: fmt.Sprintf("lease-%d", s.n),
+		Expires: end, SessionsEnd: end}
+	s.mu.Unlock()
+	if delay > 0 {
+		if err := testkit.Sleep(ctx, delay); err != nil {
+			return secrets.Credential{}, err
+		}
+	}
+	return cred, nil
 }
 
 func (s *renewingSource) user() string { return fmt.Sprintf("v-%d", s.n) }
@@ -231,6 +249,109 @@ func TestRenewedLeaseMovesTheRetirement(t *testing.T) {
 		}
 		if st := c.Stats(); st.AuthFailures != 0 || st.CredentialVersion != "lease-2" {
 			t.Fatalf("Stats = %+v, want lease-2 in use and no rejected login", st)
+		}
+	})
+}
+
+// TestRenewalAfterTheRetirement: a renewal whose answer comes after the
+// credential's connections were retired (Vault slow or briefly down at the
+// refresh) revives the lease: new logins use it at once and retire ahead of
+// the renewed end, and the source is not called in a loop meanwhile. Before,
+// the retired entry could not take the new end, no credential was usable,
+// and every Connect asked the store again, which renewed the same lease
+// again, until the lease's max TTL.
+func TestRenewalAfterTheRetirement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("nobody", "x")
+		src := &renewingSource{db: db, lease: 10 * time.Second, maxTTL: time.Hour,
+			firstRenewalDelay: 4 * time.Second, renewalDelay: 10 * time.Millisecond}
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRefreshBeforeExpiry(2*time.Second),
+			WithFetchTimeout(5*time.Second))
+		start := time.Now()
+		first := mustConnect(t, c)
+		validator := first.(driver.Validator)
+
+		// The refresh at 5..6 s renews the lease, but the answer comes 4 s
+		// later, after the retirement at 8 s.
+		time.Sleep(10500 * time.Millisecond)
+		synctest.Wait()
+		if leases, renewals := src.counts(); leases != 1 || renewals != 1 {
+			t.Fatalf("at 10.5s: %d leases and %d renewals, want 1 and 1", leases, renewals)
+		}
+		if validator.IsValid() {
+			t.Error("at 10.5s the connection retired at 8 s is still valid")
+		}
+		before := c.Stats()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn, err := c.Connect(ctx)
+		if err != nil {
+			t.Fatalf("a login after the late renewal: %v", err)
+		}
+		if u := userOf(t, conn); u != "v-1" {
+			t.Errorf("a login after the late renewal used %s, want v-1 (its lease was renewed)", u)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := c.Stats().Fetches - before.Fetches; n > 1 {
+			t.Errorf("%d Fetches in the second after the late renewal, want at most 1", n)
+		}
+		// The renewal was sent at 5..6 s: the lease ends at 15..16 s, the
+		// revived connections retire at 13..14 s, and the next renewal (on
+		// time) comes at 11..12 s and moves them on.
+		time.Sleep(14*time.Second + 100*time.Millisecond - time.Since(start))
+		synctest.Wait()
+		if leases, renewals := src.counts(); leases != 1 || renewals != 2 {
+			t.Errorf("at 14.1s: %d leases and %d renewals, want 1 and 2", leases, renewals)
+		}
+		if !conn.(driver.Validator).IsValid() {
+			t.Error("at 14.1s a connection of the renewed lease is retired")
+		}
+		if st := c.Stats(); st.AuthFailures != 0 {
+			t.Errorf("%d rejected logins, want 0", st.AuthFailures)
+		}
+	})
+}
+
+// TestLoginThatOutlastsTheRetirement: a login that began while its
+// credential was usable but finished after the credential's retirement (a
+// slow login on a loaded server) is not handed out: its connection would
+// be retired at its first use, and database/sql would fail the statement
+// once its retries met the same. Connect closes it and looks again.
+func TestLoginThatOutlastsTheRetirement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := newFakeDB("v-1", "pw-1")
+		var slow atomic.Bool
+		db.Gate = func(cfg pq.Config) {
+			if cfg.User == "v-1" && slow.Load() {
+				time.Sleep(time.Second)
+			}
+		}
+		start := time.Now()
+		src := newFakeSource("v-1", "pw-1")
+		src.set(secrets.Credential{Username: "v-1", Password: "pw-1", Version: "lease-1", SessionsEnd: start.Add(10 * time.Second)})
+		c, _ := newTestConnector(t, db, src, WithSessionMargin(2*time.Second), WithRefreshBeforeExpiry(2*time.Second),
+			WithRotationWait(5*time.Second))
+		mustConnect(t, c).Close()
+		// The store is down at the refresh (5..6 s) and back at 8.2 s
+		// with the next lease; v-1 retires at 8 s.
+		src.setErr(errors.New("store down"))
+		time.Sleep(7500 * time.Millisecond)
+		slow.Store(true)
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			db.SetPassword("v-2", "pw-2")
+			src.set(secrets.Credential{Username: "v-2", Password: "pw-2", Version: "lease-2", SessionsEnd: time.Now().Add(10 * time.Second)})
+			src.setErr(nil)
+		}()
+		conn, err := c.Connect(context.Background()) // v-1's login ends at 8.5 s
+		if err != nil {
+			t.Fatalf("Connect at 7.5s: %v", err)
+		}
+		defer conn.Close()
+		if u, at := userOf(t, conn), time.Since(start); u != "v-2" || !conn.(driver.Validator).IsValid() {
+			t.Errorf("Connect at 7.5s returned, at %v, a connection of %s (valid: %v); want one of v-2, valid",
+				at, u, conn.(driver.Validator).IsValid())
 		}
 	})
 }

@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +12,13 @@ import (
 const Removed = "[SECRET REMOVED BY THE TEST]"
 
 // Secrets is the set of secret values a test has made or met (passwords,
-// tokens), for the checks that none is ever printed. The zero value is an
-// empty set; it is safe for concurrent use.
+// tokens), for the checks that none is ever printed, and the shapes of
+// those it cannot know one by one. The zero value is an empty set; it is
+// safe for concurrent use.
 type Secrets struct {
-	mu   sync.Mutex
-	vals []string
+	mu     sync.Mutex
+	vals   []string
+	shapes []*regexp.Regexp
 }
 
 // Add adds values to the set; empty ones are skipped.
@@ -36,6 +39,16 @@ func (s *Secrets) Keep(value string) string {
 	return value
 }
 
+// AddShape adds a pattern matching secrets the test cannot list one by
+// one, such as the passwords and tokens a server under test generates
+// (vaulttest's passwords are "A1a-" and 16 letters and digits): In,
+// AssertNone and Scrub match it as well as the values.
+func (s *Secrets) AddShape(re *regexp.Regexp) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shapes = append(s.shapes, re)
+}
+
 // List returns the values added so far.
 func (s *Secrets) List() []string {
 	s.mu.Lock()
@@ -43,14 +56,36 @@ func (s *Secrets) List() []string {
 	return append([]string(nil), s.vals...)
 }
 
-// In reports whether text contains one of the values.
+// In reports whether text contains one of the values, or a match of one
+// of the shapes.
 func (s *Secrets) In(text string) bool {
 	for _, v := range s.List() {
 		if strings.Contains(text, v) {
 			return true
 		}
 	}
+	for _, re := range s.shapeList() {
+		if re.MatchString(text) {
+			return true
+		}
+	}
 	return false
+}
+
+// Scrub returns text with every value, and every match of a shape,
+// replaced by [Removed].
+func (s *Secrets) Scrub(text string) string {
+	text = Redact(text, s.List())
+	for _, re := range s.shapeList() {
+		text = re.ReplaceAllLiteralString(text, Removed)
+	}
+	return text
+}
+
+func (s *Secrets) shapeList() []*regexp.Regexp {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*regexp.Regexp(nil), s.shapes...)
 }
 
 // AssertNone fails t if text contains one of the values, saying what the
@@ -88,6 +123,16 @@ const failureLogLines = 60
 // log holds a secret, but the failure report must not spread it. what
 // names the log.
 func (l *LogBuffer) LogOnFailure(t testing.TB, what string, secrets func() []string) {
+	l.logOnFailure(t, what, func(text string) string { return Redact(text, secrets()) })
+}
+
+// LogSecretsOnFailure is LogOnFailure with the values and shapes of s
+// removed (see Secrets.Scrub).
+func (l *LogBuffer) LogSecretsOnFailure(t testing.TB, what string, s *Secrets) {
+	l.logOnFailure(t, what, s.Scrub)
+}
+
+func (l *LogBuffer) logOnFailure(t testing.TB, what string, scrub func(string) string) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -101,6 +146,6 @@ func (l *LogBuffer) LogOnFailure(t testing.TB, what string, secrets func() []str
 		if len(lines) > failureLogLines {
 			lines = append([]string{"...\n"}, lines[len(lines)-failureLogLines:]...)
 		}
-		t.Logf("%s (Info and above, secrets removed):\n%s", what, Redact(strings.Join(lines, ""), secrets()))
+		t.Logf("%s (Info and above, secrets removed):\n%s", what, scrub(strings.Join(lines, "")))
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -71,6 +72,34 @@ func TestSecrets(t *testing.T) {
 	}
 	if got := testkit.Redact("keep", []string{""}); got != "keep" {
 		t.Errorf("Redact with an empty secret = %q", got)
+	}
+}
+
+// TestSecretShapes: secrets the test cannot list (a server's generated
+// passwords) are found and removed by their shape, in a failure's log too.
+func TestSecretShapes(t *testing.T) {
+	var s testkit.Secrets
+	s.Add("pw-known")
+	if s.In("password A1a-abcdefghijklmnop") {
+		t.Fatal("In matched a shape before it was added")
+	}
+	s.AddShape(regexp.MustCompile(`A1a-[A-Za-z0-9]{16}`))
+	if !s.In("password A1a-abcdefghijklmnop") || s.In("password A1a-short") || !s.In("pw-known") {
+		t.Error("In does not find exactly the values and the shape's matches")
+	}
+	got := s.Scrub("A1a-abcdefghijklmnop, pw-known, A1a-short")
+	if want := testkit.Removed + ", " + testkit.Removed + ", A1a-short"; got != want {
+		t.Errorf("Scrub = %q, want %q", got, want)
+	}
+
+	logger, logs := testkit.NewJSONLogger()
+	logger.Warn("login rejected", "password", "A1a-ABCDEFGHIJKLMNOP")
+	failed := &recorder{TB: t}
+	logs.LogSecretsOnFailure(failed, "the log", &s)
+	failed.failed = true
+	failed.end()
+	if len(failed.logs) != 1 || strings.Contains(failed.logs[0], "A1a-ABCDEFGHIJKLMNOP") || !strings.Contains(failed.logs[0], testkit.Removed) {
+		t.Errorf("a failed test's log with a generated password: %q", failed.logs)
 	}
 }
 

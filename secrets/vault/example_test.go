@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -36,11 +37,12 @@ func exampleClient(f *fakeVault) (*vault.Client, func()) {
 }
 
 // A static role: one database user whose password Vault changes in place.
-// The Version is the time of the last rotation.
+// The Version is the time of the last rotation (last_vault_rotation), and
+// NextRotation the next scheduled one (the answer's ttl).
 func ExampleStaticRole() {
+	last := time.Now().Add(-time.Hour).UTC()
 	f := fakeWithRoot()
-	f.static["app"] = &fakeStatic{username: "app", password: "s3cr3t",
-		lastRotation: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC), period: 24 * time.Hour}
+	f.static["app"] = &fakeStatic{username: "app", password: "s3cr3t", lastRotation: last, period: 24 * time.Hour}
 	c, stop := exampleClient(f)
 	defer stop()
 
@@ -53,10 +55,14 @@ func ExampleStaticRole() {
 		log.Fatal(err)
 	}
 	fmt.Println(src.Describe())
-	fmt.Println(cred) // formatting a Credential redacts the password
+	fmt.Println(cred.Username, cred.Version == last.Format(time.RFC3339Nano))
+	fmt.Println("next rotation in", time.Until(cred.NextRotation).Round(time.Hour))
+	fmt.Println(strings.Contains(fmt.Sprint(cred), "s3cr3t")) // formatting a Credential redacts the password
 	// Output:
 	// vault-static-role database/app
-	// {Username:"app" Password:[REDACTED] Version:"2025-03-01T12:00:00Z"}
+	// app true
+	// next rotation in 23h0m0s
+	// false
 }
 
 // A dynamic role: the first Fetch reads a new user under a lease; the next

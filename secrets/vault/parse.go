@@ -210,6 +210,9 @@ type staticAnswer struct {
 	cred         secrets.Credential
 	lastRotation string        // last_vault_rotation, as Vault wrote it
 	ttl          time.Duration // to the next scheduled rotation; 0 if not stated
+	// scheduled: the role rotates on a rotation_period or a
+	// rotation_schedule, so a ttl of 0 means the rotation is due now.
+	scheduled bool
 }
 
 func parseStatic(body []byte) (staticAnswer, error) {
@@ -231,6 +234,11 @@ func parseStatic(body []byte) (staticAnswer, error) {
 		return staticAnswer{}, err
 	}
 	a.ttl = time.Duration(ttl) * time.Second
+	// Only whether the role has a schedule matters here; a field of the
+	// wrong type is ignored, as before these fields were read.
+	period, _, _ := data.seconds("rotation_period")
+	schedule, _, _ := data.string("rotation_schedule")
+	a.scheduled = period > 0 || schedule != ""
 	a.cred = cred
 	a.cred.Version = a.lastRotation
 	return a, nil

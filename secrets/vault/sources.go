@@ -122,9 +122,11 @@ func (s *StaticRoleSource) Describe() string { return "vault-static-role " + s.m
 // token's upkeep: see [Client]). The credential's Version is the answer's
 // last_vault_rotation, which changes with every rotation. NextRotation is
 // the next scheduled rotation (the answer's ttl from the time the request
-// was sent), so the connector reads the new password just after Vault sets
-// it. Expires is left zero: the password works until the rotation, so there
-// is nothing to fetch ahead of it. A rotation on demand (rotate-role) is
+// was sent; the send time itself when ttl is 0 for a role with a
+// rotation_period or rotation_schedule: the rotation is due), so the
+// connector reads the new password just after Vault sets it. Expires is
+// left zero: the password works until the rotation, so there is nothing
+// to fetch ahead of it. A rotation on demand (rotate-role) is
 // learnt from the first login the database rejects, which makes the
 // connector call Fetch once for the whole process.
 func (s *StaticRoleSource) Fetch(ctx context.Context) (secrets.Credential, error) {
@@ -145,7 +147,11 @@ func (s *StaticRoleSource) Fetch(ctx context.Context) (secrets.Credential, error
 	}
 	s.log.LogAttrs(ctx, slog.LevelDebug, "vault: read static role", slog.String("username", a.cred.Username),
 		slog.String("last_vault_rotation", a.lastRotation), slog.Duration("ttl", a.ttl))
-	if a.ttl > 0 {
+	// Vault rounds ttl to whole seconds, and its rotation queue may run
+	// late: a ttl of 0 from a role that rotates on a schedule means the
+	// rotation is due now, and a NextRotation of now makes the connector
+	// ask again after its longest backoff rather than never.
+	if a.ttl > 0 || a.scheduled {
 		a.cred.NextRotation = sent.Add(a.ttl)
 	}
 	return a.cred, nil

@@ -54,8 +54,8 @@ type DynamicRole struct {
 
 	// KeepSessions leaves the role's open sessions running when the lease
 	// ends, as Vault itself does: they fail with permission errors
-	// (SQLSTATE 42501) from the REVOKE on. By default the server ends
-	// them with pg_terminate_backend.
+	// (SQLSTATE 42501) from the REVOKE on. By default the server makes
+	// the role NOLOGIN and ends them with pg_terminate_backend.
 	KeepSessions bool
 }
 

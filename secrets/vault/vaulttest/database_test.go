@@ -1,11 +1,13 @@
 package vaulttest_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,6 +237,64 @@ func TestLeaseEndRevokes(t *testing.T) {
 		t.Error("the open session of a revoked role still works")
 	}
 	wantRefused(t, pg, cr, "a new login after the lease's end")
+}
+
+// A pool that logs in again as soon as its sessions are ended must not get
+// a session of the revoked role in before the DROP ROLE (it would outlive
+// the role, without privileges): the revocation makes the role NOLOGIN
+// before it ends the sessions.
+func TestRevocationOutrunsReconnects(t *testing.T) {
+	t.Parallel()
+	srv, pg := start(t)
+	table := newTable(t, pg)
+	if err := srv.SetRole("app", grantRole(table, time.Minute, 2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, srv, appToken(t, srv, vaulttest.TokenOptions{}))
+	s, err := c.Logical().ReadWithContext(t.Context(), "database/creds/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := credsOf(t, s)
+	var oid int64
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT oid::int8 FROM pg_roles WHERE rolname = $1", cr.user).Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("postgres", pg.DSN(cr.user, cr.password, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const workers = 8
+	db.SetMaxIdleConns(workers)
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				db.ExecContext(ctx, "SELECT 1") // errors expected once revoked
+			}
+		})
+	}
+	testkit.WaitFor(t.Context(), t, 30*time.Second, "the workers' sessions", func() bool { return sessionsOf(t, pg, cr.user) >= workers/2 })
+	if err := srv.RevokeLease(t.Context(), s.LeaseID); err != nil {
+		t.Fatal(err)
+	}
+	// The workers keep trying to log in for a while after the DROP.
+	if err := testkit.Sleep(t.Context(), 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	wg.Wait()
+	var left int
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE usesysid = $1::oid", oid).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	l, _ := srv.Lease(s.LeaseID)
+	t.Logf("sessions at the revocation %d, after it %d; sessions of the dropped role afterwards: %d", l.SessionsAtEnd, l.SessionsAfterEnd, left)
+	if left != 0 || l.SessionsAfterEnd != 0 {
+		t.Errorf("%d sessions of the dropped role are left (%d after the termination): a login got in before the DROP ROLE", left, l.SessionsAfterEnd)
+	}
 }
 
 func TestKeepSessions(t *testing.T) {

@@ -54,7 +54,7 @@
 // A lease ends at its end, when it is revoked, or when the token that made
 // it is revoked or expires; a timer per lease makes that prompt. Its role
 // is then revoked as Vault does (REVOKE its privileges, DROP ROLE), and
-// its open sessions are ended with pg_terminate_backend before the DROP
+// its open sessions are ended first (NOLOGIN, then pg_terminate_backend)
 // (set [DynamicRole.KeepSessions] to leave them running, as Vault does).
 // [Server.Leases] tells, for each lease, when it ended and how many
 // sessions of its role were still open then.

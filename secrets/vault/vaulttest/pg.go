@@ -101,9 +101,9 @@ func (b *pgBackend) locked(ctx context.Context, stmts []string) error {
 // of the role's own it revokes the role's privileges on the tables,
 // sequences and schemas it was granted, and CONNECT on the database, then
 // drops the role. Vault leaves the role's sessions running (they fail with
-// permission errors from then on); this server also ends them with
-// pg_terminate_backend between the REVOKE and the DROP, unless told to
-// keep them.
+// permission errors from then on); unless told to keep them, this server
+// ends them first, with ALTER ROLE NOLOGIN and pg_terminate_backend, then
+// runs the revocation statements and the DROP.
 func (b *pgBackend) revoke(ctx context.Context, username string, stmts []string, keepSessions bool) (res revokeResult) {
 	var oid sql.NullInt64
 	if err := b.db.QueryRowContext(ctx, "SELECT oid::int8 FROM pg_roles WHERE rolname = $1", username).Scan(&oid); err != nil {
@@ -126,6 +126,38 @@ func (b *pgBackend) revoke(ctx context.Context, username string, stmts []string,
 	}
 	res.sessionsAtEnd = n
 
+	if !keepSessions {
+		// The sessions end before the privileges are revoked, so that
+		// only the statements running at that moment fail (with 57P01),
+		// rather than every statement sent until the termination (with
+		// 42501). New logins are refused first: a pool that reconnects
+		// as soon as its sessions are ended would otherwise log in again
+		// before the DROP ROLE, and that session would outlive the role,
+		// without privileges. A backend that was already past the login
+		// check when NOLOGIN committed may not have been in
+		// pg_stat_activity at the first termination: a second round ends
+		// it.
+		if err := b.alter(ctx, []string{"ALTER ROLE " + quoteIdent(username) + " NOLOGIN"}); err != nil {
+			res.revocationError = fmt.Errorf("refusing new logins: %w", err)
+			return res
+		}
+		for round := 0; round < 2; round++ {
+			// pg_terminate_backend with a timeout (PostgreSQL 14 and
+			// later) waits for each backend to exit.
+			var n int
+			err := b.db.QueryRowContext(ctx,
+				"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()",
+				oid.Int64).Scan(&n)
+			if err != nil {
+				res.revocationError = fmt.Errorf("terminating sessions: %w", err)
+				return res
+			}
+			res.terminated += n
+			if n == 0 {
+				break
+			}
+		}
+	}
 	if len(stmts) == 0 {
 		if stmts, err = b.defaultRevocation(ctx, username); err != nil {
 			res.revocationError = err
@@ -135,17 +167,6 @@ func (b *pgBackend) revoke(ctx context.Context, username string, stmts []string,
 	if err := b.locked(ctx, stmts); err != nil {
 		res.revocationError = fmt.Errorf("running revocation statements: %w", err)
 		return res
-	}
-	if !keepSessions {
-		// pg_terminate_backend with a timeout (PostgreSQL 14 and later)
-		// waits for each backend to exit.
-		err := b.db.QueryRowContext(ctx,
-			"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE usesysid = $1::oid AND pid <> pg_backend_pid()",
-			oid.Int64).Scan(&res.terminated)
-		if err != nil {
-			res.revocationError = fmt.Errorf("terminating sessions: %w", err)
-			return res
-		}
 	}
 	if res.sessionsAfter, err = count(); err != nil {
 		res.revocationError = fmt.Errorf("counting sessions: %w", err)
