@@ -58,20 +58,22 @@ rebuilt after an authentication error. They log in through the same driver.
 engine instead: the demo starts a local Vault-compatible server (the
 vaulttest package, on 127.0.0.1) over its throwaway PostgreSQL server and
 runs the workers through sql.OpenDB(rotating.NewConnector(...)) with the
-secrets/vault source of -role, through a pool whose connections live
--recycle (SetConnMaxLifetime):
+secrets/vault source of -role:
 
   -role static   vault.StaticRole: one user whose password Vault changes in
                  place, on the role's rotation_period (-rotation-period)
                  and, -rotations times, on demand (database/rotate-role)
-                 between two scheduled rotations. The report shows each
+                 half a period after a scheduled one. Each worker logs in
+                 anew every -recycle, as above. The report shows each
                  rotation's Vault reads and rejected logins.
   -role dynamic  vault.DynamicRole (the default role): every read creates a
                  new PostgreSQL user under a lease of -ttl (default_ttl),
                  renewable up to -max-ttl (max_ttl); when a lease ends the
                  server revokes it as Vault does (REVOKE, end the sessions,
-                 DROP ROLE). The connector renews the lease, reads the next
-                 one ahead of max_ttl and retires the old lease's
+                 DROP ROLE). Each statement goes through a pool whose
+                 connections live -recycle (SetConnMaxLifetime), so that
+                 the connector can retire them: it renews the lease, reads
+                 the next one ahead of max_ttl and retires the old lease's
                  connections before it ends, with margins that fit the TTL
                  (printed in the setup lines). The report shows every lease:
                  its renewals, its end, and the sessions still open when it
@@ -130,8 +132,8 @@ func parseDemoFlags(args []string, std *stdio) (cfg demoConfig, code int, stop b
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "how long the workload runs (longer if the rotations need it)")
 	fs.IntVar(&cfg.workers, "workers", 8, "concurrent workers inserting rows (1..256)")
 	fs.IntVar(&cfg.rate, "rate", 2000, "statements per second for all workers together, per approach (0: as fast as they go)")
-	fs.DurationVar(&cfg.recycle, "recycle", 2*time.Second, "how long each worker keeps a connection before it logs in anew")
-	fs.IntVar(&cfg.rotations, "rotations", 3, "AWS four-step rotations (0..20); one manual runbook rotation follows them")
+	fs.DurationVar(&cfg.recycle, "recycle", 2*time.Second, "how long each worker keeps a connection before it logs in anew (with -role dynamic: each pooled connection's lifetime)")
+	fs.IntVar(&cfg.rotations, "rotations", 3, "AWS four-step rotations (0..20); one manual runbook rotation follows them. With -role static: rotations on demand (rotate-role)")
 	strategy := fs.String("strategy", "single", "AWS rotation strategy: single (one user, AWSCURRENT refused during the window) or alternating (two users)")
 	fs.DurationVar(&cfg.window, "window", time.Second, "how long the store stays behind the database: setSecret to finishSecret, and ALTER ROLE to the runbook's secret update")
 	fs.BoolVar(&cfg.compare, "compare", false, "also run the naive approaches side by side and print a comparison")
