@@ -50,8 +50,9 @@ var fleetSizes = []int{1, 8, 32}
 // the run: whole leases; -max the most), reads/process/min,
 // renewals/process/min, token-calls/process, vault-calls/s (the fleet's),
 // sessions-past-end (sessions of a lease's user open when its revocation
-// began, as pg_stat_activity counted them: must be 0), rejected-logins
-// (the connectors' Stats().AuthFailures), failed-queries.
+// began, as pg_stat_activity counted them: must be 0), failed-reads
+// (reads that made no lease: Vault slower than the fetch timeout),
+// rejected-logins (the connectors' Stats().AuthFailures), failed-queries.
 //
 // role=static: vault.StaticRole on one shared static role with
 // rotation_period 3s, and rotate-role half a period after each of the
@@ -172,7 +173,7 @@ func benchDynamicFleet(b *testing.B, pg *pgserver.Server, n int) {
 	var (
 		leases, ended, renewals, maxRenewals, pastEnd float64
 		reads, renews, token, total                   float64
-		rejected, failed                              float64
+		rejected, failed, lost                        float64
 	)
 	b.ResetTimer()
 	for op := range b.N {
@@ -223,9 +224,9 @@ func benchDynamicFleet(b *testing.B, pg *pgserver.Server, n int) {
 				b.Errorf("lease %s (%s): %d sessions outlived it", l.ID, l.EndReason, l.SessionsAtEnd)
 			}
 		}
-		if int64(mine) != r {
-			b.Errorf("%d leases, %d reads: want one lease per read", mine, r)
-		}
+		// A read that made no lease failed (Vault too slow for the fetch
+		// timeout, say): the connector tried again after its backoff.
+		lost += float64(r - int64(mine))
 		leases += float64(mine)
 		minutes := took.Minutes()
 		reads += float64(r) / float64(n) / minutes
@@ -246,6 +247,7 @@ func benchDynamicFleet(b *testing.B, pg *pgserver.Server, n int) {
 	b.ReportMetric(token/ops, "token-calls/process")
 	b.ReportMetric(total/ops, "vault-calls/s")
 	b.ReportMetric(pastEnd/ops, "sessions-past-end")
+	b.ReportMetric(lost/ops, "failed-reads")
 	b.ReportMetric(rejected/ops, "rejected-logins")
 	b.ReportMetric(failed/ops, "failed-queries")
 	b.ReportMetric(0, "ns/op")
