@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // The "HashiCorp Vault" section: the benchmarks of
@@ -13,7 +14,7 @@ import (
 
 const (
 	vaultFleet = "BenchmarkVaultFleet/role="
-	vaultLease = "BenchmarkVaultLeaseChange/"
+	vaultLease = "BenchmarkVaultLeaseChange/" // a prefix; the benchmark has no sub-benchmarks
 )
 
 // vaultFleetSizes are BenchmarkVaultFleet's numbers of processes.
@@ -46,8 +47,10 @@ type vaultSection struct {
 	Dynamic                     []vaultDynamicRow
 	Static                      []vaultStaticRow
 	Lease                       []vaultLeaseRow
+	LeaseOps                    string // rounds per run
 	NewLeaseExtra, ReadExtra    string // p50 ms over the cached login
 	RevokedExtra, ReadReference string
+	NewLeaseRatio, PlainRatio   string // op by op, over the cached login
 	// Separately is set when the section's runs are not the document's
 	// (BENCH_VAULT_DATE): when and where they ran.
 	Separately *vaultApart
@@ -67,17 +70,16 @@ type vaultStaticRow struct {
 }
 
 type vaultLeaseRow struct {
-	Case, What, P50, Mean, Bytes, Allocs string
+	Case, What, P50, Mean, Ratio, Bytes, Allocs string
 }
 
 // vault returns the Vault section, nil if nothing of it was measured.
 func (r *results) vault() *vaultSection {
 	dyn := func(n int) string { return fmt.Sprintf("%sdynamic/processes=%d", vaultFleet, n) }
 	static := func(n int) string { return fmt.Sprintf("%sstatic/processes=%d", vaultFleet, n) }
-	lease := func(c string) string { return vaultLease + c }
 	count := 0
 	for _, name := range r.names {
-		if strings.HasPrefix(name, vaultFleet) || strings.HasPrefix(name, vaultLease) {
+		if strings.HasPrefix(name, vaultFleet) || strings.HasPrefix(name+"/", vaultLease) {
 			for _, v := range r.vals[name] {
 				count = max(count, len(v))
 			}
@@ -89,7 +91,7 @@ func (r *results) vault() *vaultSection {
 	margin, lead := vaultTTL/4, vaultTTL/8
 	v := &vaultSection{
 		Count: count,
-		TTL:   num(vaultTTL) + " s", MaxTTL: num(vaultMaxTTL) + " s", Margin: num(margin) + " s", Lead: num(lead) + " s",
+		TTL:   num(vaultTTL) + " s", MaxTTL: num(vaultMaxTTL) + " s", Margin: asDuration(margin).String(), Lead: asDuration(lead).String(),
 		Run: num(vaultRun) + " s", Period: num(vaultPeriod) + " s", RenewalsBound: num(vaultRenewalsBound()),
 		Renewal: num(vaultTTL-margin-1.25*lead) + " s",
 	}
@@ -120,27 +122,36 @@ func (r *results) vault() *vaultSection {
 			Rotations:        num(r.med(s, "rotations")), Token: num(r.hi(s, "token-calls/process")), Failed: num(r.hi(s, "failed-queries")),
 		})
 	}
+	name := vaultLease[:len(vaultLease)-1] // the cases are metrics of one benchmark
 	for _, c := range []struct{ key, what string }{
-		{"login=cached", "the lease in use, logged in with before: one dial"},
-		{"login=new-lease", "the first login with the lease the background refresh read ahead (the normal lease change): one dial of the new user, by this caller for all (a probe)"},
-		{"login=lease-read", "a login that reads the lease itself (first use, or a retired lease with no successor read ahead): one Vault read, then the dial"},
-		{"login=revoked-early", "the lease revoked before its end: the rejected dial (28P01), the refused renewal and the read, then the dial"},
-		{"ref=vault-read", "a Vault read alone (`Fetch` of a new lease: the server's `CREATE ROLE`)"},
-		{"ref=plain-login", "a lib/pq login with a lease's credential, without the connector"},
+		{"cached", "the lease in use, logged in with before: one dial"},
+		{"new-lease", "the first login with the lease the background refresh read ahead (the normal lease change): one dial of the new user, by this caller for all (a probe)"},
+		{"lease-read", "a login that reads the lease itself (first use, or a retired lease with no successor read ahead): one Vault read, then the dial"},
+		{"revoked-early", "the lease revoked before its end: the rejected dial (28P01), the refused renewal and the read, then the dial"},
+		{"vault-read", "a Vault read alone (`Fetch` of a new lease: the server's `CREATE ROLE`)"},
+		{"plain-login", "a lib/pq login with a lease's credential, without the connector"},
 	} {
-		name := lease(c.key)
+		ratio := "1"
+		if c.key != "cached" {
+			ratio = ranged(name, c.key+"/cached")
+		}
 		v.Lease = append(v.Lease, vaultLeaseRow{
-			Case: c.key, What: c.what, P50: num(r.med(name, "p50-ms")), Mean: num(r.med(name, "ns/op") / 1e6),
-			Bytes: num(r.med(name, "B/op")), Allocs: num(r.med(name, "allocs/op")),
+			Case: c.key, What: c.what, P50: ranged(name, c.key+"-p50-ms"), Mean: num(r.med(name, c.key+"-mean-ms")),
+			Ratio: ratio, Bytes: num(r.med(name, c.key+"-B/call")), Allocs: num(r.med(name, c.key+"-allocs/call")),
 		})
 	}
-	cached := r.med(lease("login=cached"), "p50-ms")
-	v.NewLeaseExtra = num(r.med(lease("login=new-lease"), "p50-ms") - cached)
-	v.ReadExtra = num(r.med(lease("login=lease-read"), "p50-ms") - cached)
-	v.RevokedExtra = num(r.med(lease("login=revoked-early"), "p50-ms") - cached)
-	v.ReadReference = num(r.med(lease("ref=vault-read"), "p50-ms"))
+	cached := r.med(name, "cached-p50-ms")
+	v.LeaseOps = num(r.med(name, "rounds"))
+	v.NewLeaseExtra = num(r.med(name, "new-lease-p50-ms") - cached)
+	v.NewLeaseRatio = num(r.med(name, "new-lease/cached"))
+	v.ReadExtra = num(r.med(name, "lease-read-p50-ms") - cached)
+	v.RevokedExtra = num(r.med(name, "revoked-early-p50-ms") - cached)
+	v.ReadReference = num(r.med(name, "vault-read-p50-ms"))
+	v.PlainRatio = num(r.med(name, "plain-login/cached"))
 	if date := env("BENCH_VAULT_DATE", ""); date != "" {
 		v.Separately = &vaultApart{Date: date, Commit: env("BENCH_VAULT_COMMIT", "?"), Load: env("BENCH_VAULT_LOAD", "?")}
 	}
 	return v
 }
+
+func asDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
