@@ -365,12 +365,6 @@ func (c *Connector) applyFetchLocked(cred secrets.Credential, fresh *entry, now 
 	var next *entry
 	switch {
 	case c.current != nil && cred.SameLogin(c.current.cred):
-		if fresh != nil && c.retiredCurrentLocked(cred) {
-			// A lease renewed after its connections were retired (the
-			// renewal came back late): its login lives on, so new logins
-			// go to a new entry of it, retiring at the renewed end.
-			next = fresh
-		}
 	case c.pending != nil && cred.SameLogin(c.pending.cred):
 		next, c.pending = c.pending, nil // the rotation finished
 	case c.previous != nil && cred.SameLogin(c.previous.cred):
@@ -445,28 +439,14 @@ func (c *Connector) applyPendingLocked(cred secrets.Credential, fresh *entry, no
 }
 
 // knownLocked reports whether cred is the login of a slot's entry, so a
-// fetch need not build a new entry for it: not the current credential's
-// once its connections were retired, if the store says its sessions end
-// later (see applyFetchLocked).
+// fetch need not build a new entry for it.
 func (c *Connector) knownLocked(cred secrets.Credential) bool {
-	if c.retiredCurrentLocked(cred) {
-		return false
-	}
 	for _, e := range c.slotsLocked() {
 		if e != nil && cred.SameLogin(e.cred) {
 			return true
 		}
 	}
 	return false
-}
-
-// retiredCurrentLocked reports whether cred is the current credential's
-// login, that credential's connections have been retired (its retirement
-// can no longer move), and cred's sessions end late enough for new ones.
-func (c *Connector) retiredCurrentLocked(cred secrets.Credential) bool {
-	e, now := c.current, time.Now()
-	return e != nil && e.sessions != nil && e.sessions.retired() && cred.SameLogin(e.cred) &&
-		!cred.SessionsEnd.IsZero() && c.retireAt(now, cred.SessionsEnd).After(now)
 }
 
 // changedLocked publishes the fast path's credential and wakes every
