@@ -8,8 +8,10 @@
 # Needs Go and PostgreSQL's server binaries (apt-get install postgresql), or
 # ROTATING_TEST_PG_DSN set to a superuser DSN of a server to use instead.
 # Everything it starts listens on 127.0.0.1 only: the throwaway PostgreSQL
-# server (internal/pgserver) and the Secrets Manager endpoint (awssmtest).
-# It takes about a quarter of an hour with COUNT=5.
+# server (internal/pgserver), the Secrets Manager endpoint (awssmtest) and
+# the Vault-compatible server (vaulttest).
+# It takes about twenty-five minutes with COUNT=5 (the Vault benchmarks about
+# ten of them).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,6 +25,9 @@ STORE_CALLS_OPS="${STORE_CALLS_OPS:-20}"
 # second per op (the store lags the database by 1 s): fewer ops.
 LAGGING_OPS="${LAGGING_OPS:-5}"
 ROTATIONS="${ROTATIONS:-100}"
+# Timed logins per run of each case of BenchmarkVaultLeaseChange (its
+# login=new-lease case waits about a second for each).
+VAULT_LEASE_OPS="${VAULT_LEASE_OPS:-30}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -64,6 +69,10 @@ bench calls "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=(memory|awssm-pe
 bench lagging "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=memory-lagging-1s$' -benchtime "${LAGGING_OPS}x" ./benchmarks/
 bench cost "${common[@]}" -bench '^BenchmarkRotationCost$' -benchtime "${ROTATIONS}x" ./benchmarks/
 bench fleet "${common[@]}" -bench '^BenchmarkFleet$' -benchtime 1x ./benchmarks/
+# The Vault module's benchmarks (its own module; go.work lets them run from
+# here). Their section of the document is built from this output too.
+bench vault "${common[@]}" -bench '^BenchmarkVaultFleet$' -benchtime 1x ./secrets/vault/benchmarks/
+bench vaultlease "${common[@]}" -bench '^BenchmarkVaultLeaseChange$' -benchtime "${VAULT_LEASE_OPS}x" ./secrets/vault/benchmarks/
 
 # The machine, for the document.
 export BENCH_DURATION BENCH_LOAD_END BENCH_DATE BENCH_COMMIT BENCH_CPU BENCH_NPROC BENCH_MEM BENCH_KERNEL BENCH_GO BENCH_ROTATIONS BENCH_REAL_CONNECT_OPS BENCH_STORE_CALLS_OPS BENCH_LAGGING_OPS
@@ -90,7 +99,7 @@ BENCH_LAGGING_OPS="$LAGGING_OPS"
 mkdir -p "$(dirname "$OUT")"
 go run ./benchmarks/internal/report \
 	-root "$work/root.txt,$work/pgxroot.txt" \
-	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt" \
+	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt,$work/vault.txt,$work/vaultlease.txt" \
 	-commands "$work/commands" >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$OUT"
 echo "wrote $OUT" >&2

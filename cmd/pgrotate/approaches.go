@@ -40,7 +40,12 @@ func (c *storeCounter) GetSecretValue(ctx context.Context, in *secretsmanager.Ge
 	return c.api.GetSecretValue(ctx, in, optFns...)
 }
 
+// counts returns the calls so far; none for a nil counter (an approach
+// that does not read Secrets Manager).
 func (c *storeCounter) counts() FetchCounts {
+	if c == nil {
+		return FetchCounts{}
+	}
 	return FetchCounts{Current: c.current.Load(), Pending: c.pending.Load(), Other: c.other.Load()}
 }
 
@@ -66,8 +71,12 @@ type approach struct {
 	pool    func() *sql.DB
 	rebuild func(ctx context.Context)
 	logins  *loginRecorder
-	calls   *storeCounter
+	calls   *storeCounter // nil with -store vault
+	vault   *vaultCounter // -store vault only
 	closeFn func() error
+	// pooled makes the workers run each statement on the pool rather
+	// than on a connection each holds (see worker).
+	pooled bool
 
 	db   *sql.DB             // the approach's only pool, if it has one
 	conn *rotating.Connector // the rotating approach only

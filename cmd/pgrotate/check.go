@@ -35,6 +35,7 @@ import (
 )
 
 const checkUsage = `Usage: pgrotate check [-dsn DSN] (-secret-id ID | -file PATH | -env | -env-json VAR | -iam [-region R]) [flags]
+       pgrotate check [-dsn DSN] -store vault -vault-role static:NAME|dynamic:NAME|kv:MOUNT/PATH [-vault-mount M] [flags]
 
 Checks a deployment's set-up the way the rotating connector will use it:
 fetches the credential from the source, reports what it found (username,
@@ -66,6 +67,21 @@ when the token expires and what bounds it; never the token. It needs
 rds-db:connect on the database user, the user needs the rds_iam role, and
 RDS requires TLS (sslmode=verify-full with the RDS CA bundle).
 
+-store vault reads the credential from HashiCorp Vault through the
+secrets/vault source that -vault-role names: static:NAME a static role
+(database/static-creds/NAME), dynamic:NAME a dynamic role
+(database/creds/NAME), kv:MOUNT/PATH a KV version 2 secret holding the
+RDS-style JSON keys. -vault-mount sets the database secrets engine's mount
+("database" by default), or the KV engine's (the whole value of kv: is
+then the path). The client is configured as Vault's own is, from the
+environment: VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT and
+friends. check reports the token's TTL, the credential's version (the
+static role's last rotation, the lease id, the KV version) and when it
+changes: a static role's next rotation, a dynamic lease's end (its
+SessionsEnd), against the connector's margins; never the token or the
+password. A dynamic role's read creates a database user: check revokes
+that lease when it is done (sys/leases/revoke), or says why it could not.
+
 Flags:
 `
 
@@ -74,6 +90,7 @@ type checkConfig struct {
 	driver                       driverName
 	env, iam                     bool
 	region                       string
+	store, vaultRole, vaultMount string
 	timeout                      time.Duration
 	verbose                      bool
 }
@@ -95,20 +112,43 @@ func checkCommand(ctx context.Context, args []string, std *stdio) int {
 	fs.StringVar(&cfg.envJSON, "env-json", "", "one environment variable holding the whole JSON secret")
 	fs.BoolVar(&cfg.iam, "iam", false, "an RDS IAM authentication token for the DSN's host, port and user")
 	fs.StringVar(&cfg.region, "region", "", "with -iam: the DB instance's AWS region (default: the AWS configuration's)")
+	fs.StringVar(&cfg.store, "store", "", "vault: read the credential from HashiCorp Vault (with -vault-role)")
+	fs.StringVar(&cfg.vaultRole, "vault-role", "", "with -store vault: static:NAME, dynamic:NAME or kv:MOUNT/PATH")
+	fs.StringVar(&cfg.vaultMount, "vault-mount", "", "with -store vault: the secrets engine's mount (default database; for kv, the mount, the value being the path)")
 	fs.DurationVar(&cfg.timeout, "timeout", 15*time.Second, "bound for each fetch and login")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logging (never a secret value)")
 	if code, stop := parseFlags(fs, args); stop {
 		return code
 	}
+	switch {
+	case cfg.store != "" && cfg.store != storeVault && cfg.store != storeAWS:
+		fmt.Fprintf(std.err, "pgrotate check: -store %q: want vault (or aws, for -secret-id and -iam)\n", cfg.store)
+		return exitUsage
+	case cfg.store == storeVault && cfg.vaultRole == "":
+		fmt.Fprintln(std.err, "pgrotate check: -store vault needs -vault-role static:NAME, dynamic:NAME or kv:MOUNT/PATH")
+		return exitUsage
+	case cfg.vaultRole != "" && cfg.store != storeVault:
+		fmt.Fprintln(std.err, "pgrotate check: -vault-role goes with -store vault")
+		return exitUsage
+	case cfg.vaultMount != "" && cfg.vaultRole == "":
+		fmt.Fprintln(std.err, "pgrotate check: -vault-mount goes with -store vault and -vault-role")
+		return exitUsage
+	}
 	n := 0
-	for _, set := range []bool{cfg.secretID != "", cfg.file != "", cfg.env, cfg.envJSON != "", cfg.iam} {
+	for _, set := range []bool{cfg.secretID != "", cfg.file != "", cfg.env, cfg.envJSON != "", cfg.iam, cfg.vaultRole != ""} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		fmt.Fprintln(std.err, "pgrotate check: give one source: -secret-id ID, -file PATH, -env, -env-json VAR or -iam")
+		fmt.Fprintln(std.err, "pgrotate check: give one source: -secret-id ID, -file PATH, -env, -env-json VAR, -iam or -store vault -vault-role ...")
 		return exitUsage
+	}
+	if cfg.vaultRole != "" {
+		if _, _, _, err := parseVaultRole(cfg.vaultRole, cfg.vaultMount); err != nil {
+			fmt.Fprintf(std.err, "pgrotate check: -vault-role %q: %v\n", cfg.vaultRole, err)
+			return exitUsage
+		}
 	}
 	if cfg.region != "" && !cfg.iam {
 		fmt.Fprintln(std.err, "pgrotate check: -region goes with -iam")
@@ -135,6 +175,7 @@ type checker struct {
 
 	region string
 	client *secretsmanager.Client
+	vault  *vaultCheck // -store vault
 }
 
 func (c *checker) say(label, format string, args ...any) {
@@ -187,9 +228,17 @@ func (c *checker) run(ctx context.Context) int {
 	cred, err := src.Fetch(fctx)
 	cancel()
 	if err != nil {
+		if c.vault != nil {
+			return c.fail(exitSource, "credential", "%s", c.vault.explain(err))
+		}
 		return c.fail(exitSource, "credential", "%s", explainSourceError(err, c.region))
 	}
-	if c.cfg.iam {
+	if c.vault != nil {
+		// A dynamic role's read made a database user: revoke it whatever
+		// the login's outcome.
+		defer c.vault.revoke(ctx, c, cred)
+		c.vault.describe(c, cred, begin)
+	} else if c.cfg.iam {
 		c.say("credential", "username %q, IAM token signed at %s, built in %s (the token is never shown)",
 			cred.Username, cred.Version, ms(time.Since(begin)))
 		c.more("the token expires at %s (in %s), %s", cred.Expires.UTC().Format(time.RFC3339),
@@ -219,11 +268,16 @@ func (c *checker) run(ctx context.Context) int {
 
 	current := c.login(ctx, "connect", merged)
 	pendingWorks := false
-	if ps, ok := src.(secrets.PendingSource); ok {
+	// A Vault dynamic role's FetchPending reads another lease: not a
+	// pending version to report.
+	if ps, ok := src.(secrets.PendingSource); ok && c.vault == nil {
 		pendingWorks = c.checkPending(ctx, ps, cred, current)
 	}
 	if c.client != nil {
 		c.describe(ctx)
+	}
+	if c.vault != nil {
+		c.vault.revoke(ctx, c, cred)
 	}
 	fmt.Fprintln(c.out)
 	code = exitOK
@@ -253,6 +307,8 @@ func (c *checker) source(ctx context.Context) (secrets.Source, int) {
 		return secrets.Env(secrets.EnvVars{JSON: c.cfg.envJSON}), exitOK
 	case c.cfg.iam:
 		return c.iamSource(ctx)
+	case c.cfg.vaultRole != "":
+		return c.vaultSource(ctx)
 	}
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
@@ -350,6 +406,9 @@ func (c *checker) printOrigins(cred secrets.Credential, merged loginTarget) {
 	}
 	defaults := string(c.cfg.driver) + "'s default"
 	user := "from the secret"
+	if c.vault != nil {
+		user = "from Vault"
+	}
 	if cred.Username == "" {
 		user = notSecret("user", defaults+" (the operating system user)") + " (the secret has no username)"
 	}
@@ -386,8 +445,11 @@ func (c *checker) printOrigins(cred secrets.Credential, merged loginTarget) {
 }
 
 func (c *checker) passwordOrigin() string {
-	if c.cfg.iam {
+	switch {
+	case c.cfg.iam:
 		return "the IAM token"
+	case c.vault != nil:
+		return "from Vault"
 	}
 	return "from the secret"
 }

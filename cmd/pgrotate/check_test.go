@@ -19,10 +19,12 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/lib/pq"
 
+	"github.com/pgrotate/rotating/internal/pgserver"
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/rdsauth"
 	"github.com/pgrotate/rotating/secrets"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
+	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
 )
 
 // rds is a secret value in the RDS format.
@@ -345,4 +347,156 @@ func TestCheckIAM(t *testing.T) {
 			t.Errorf("exit %d, want %d and '-region goes with -iam'", r.code, exitUsage)
 		}
 	})
+}
+
+// vaultEnv points the Vault client of the environment at addr with token,
+// isolated from the caller's own Vault settings; the client's retries are
+// off so that a fault answers at once.
+func vaultEnv(t *testing.T, addr, token string) {
+	t.Helper()
+	for k, v := range map[string]string{
+		"VAULT_ADDR": addr, "VAULT_TOKEN": token, "VAULT_MAX_RETRIES": "0",
+		"VAULT_AGENT_ADDR": "", "VAULT_NAMESPACE": "", "VAULT_CACERT": "", "VAULT_CAPATH": "", "VAULT_CLIENT_CERT": "",
+		"VAULT_CLIENT_KEY": "", "VAULT_SKIP_VERIFY": "", "VAULT_TLS_SERVER_NAME": "", "VAULT_CLIENT_TIMEOUT": "",
+		"VAULT_HEADERS": "", "VAULT_RATE_LIMIT": "", "VAULT_SRV_LOOKUP": "", "VAULT_HTTP_PROXY": "", "VAULT_PROXY_ADDR": "",
+	} {
+		t.Setenv(k, v)
+	}
+}
+
+// TestCheckVault runs check -store vault against a Vault-compatible server
+// (vaulttest) over the shared PostgreSQL server, through the real
+// vault/api client configured from the environment: a static role, a
+// dynamic role (whose lease check revokes), KV secrets, and Vault's
+// failures, each with what to do about it and never a token or password.
+func TestCheckVault(t *testing.T) {
+	pg := pgtest.Shared(t)
+	srv, err := vaulttest.NewServer(pg.Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("closing the Vault server: %v", err)
+		}
+	})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	role, password := pgtest.NewRole(t, pg)
+	staticUser, _ := pgtest.NewRole(t, pg)
+	if err := srv.SetStaticRole(t.Context(), "app", vaulttest.StaticRole{Username: staticUser, RotationPeriod: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for name, ttl := range map[string]time.Duration{"dyn": time.Hour, "short": 30 * time.Second} {
+		if err := srv.SetRole(name, vaulttest.DynamicRole{DefaultTTL: ttl, MaxTTL: 2 * ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, data := range map[string]map[string]any{
+		"prod/db":     {"username": role, "password": password},
+		"prod/wrong":  {"username": role, "password": "wrong-" + password},
+		"prod/nopass": {"username": role},
+	} {
+		if _, err := srv.PutKV(path, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token, err := srv.CreateToken(vaulttest.TokenOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := baseDSN(pg)
+
+	cases := []struct {
+		name  string
+		args  []string
+		setup func(t *testing.T)
+		code  int
+		want  []string
+	}{
+		{"static", []string{"-vault-role", "static:app"}, nil, exitOK, []string{
+			"HashiCorp Vault at VAULT_ADDR " + srv.URL(), "token: from VAULT_TOKEN, accessor " + srv.TokenAccessor(token),
+			"TTL 1h0m0s, renewable", "source      vault-static-role database/app", `username "` + staticUser + `", last rotated `,
+			"(last_vault_rotation)", "next rotation at ", "(in 1h0m0s, the answer's ttl)", "password (never shown)          from Vault",
+			`ok as "` + staticUser + `"`, "exit 0"}},
+		{"dynamic", []string{"-vault-role", "dynamic:dyn"}, nil, exitOK, []string{
+			"vault-dynamic-role database/dyn", "lease database/creds/dyn/", "the lease ends at ", "(in 1h0m0s): Vault then drops the user",
+			"ok as \"v-token-dyn-", "revoked the lease check read (sys/leases/revoke)", "exit 0"}},
+		{"dynamic short", []string{"-vault-role", "dynamic:short"}, nil, exitOK, []string{
+			"(in 30s)", "note: with the connector's defaults (WithSessionMargin(1m0s), WithRefreshBeforeExpiry(1m0s)) a lease",
+			"needs at least 2m30s: give the connector smaller margins (say 8s and 4s)", "revoked the lease", "exit 0"}},
+		{"kv", []string{"-vault-role", "kv:secret/prod/db"}, nil, exitOK, []string{
+			"vault-kv secret/prod/db", `username "` + role + `", KV version 1`, "exit 0"}},
+		{"kv mount flag", []string{"-vault-mount", "secret", "-vault-role", "kv:prod/db"}, nil, exitOK, []string{"vault-kv secret/prod/db", "exit 0"}},
+		{"kv refused", []string{"-vault-role", "kv:secret/prod/wrong"}, nil, exitDatabase, []string{"28P01", "exit 3"}},
+		{"kv no password", []string{"-vault-role", "kv:secret/prod/nopass"}, nil, exitSource, []string{"no usable password", "exit 2"}},
+		{"kv not found", []string{"-vault-role", "kv:secret/prod/none"}, nil, exitSource, []string{
+			"Vault has nothing at secret/data/prod/none (404)", "exit 2"}},
+		{"unknown role", []string{"-vault-role", "static:nope"}, nil, exitSource, []string{
+			"Vault refused the request (400)", "unknown role", "does the role exist under this mount (-vault-mount)?", "exit 2"}},
+		{"wrong mount", []string{"-vault-mount", "db", "-vault-role", "dynamic:dyn"}, nil, exitSource, []string{"db/creds/dyn", "exit 2"}},
+		{"permission denied", []string{"-vault-role", "static:app"}, func(t *testing.T) {
+			srv.InjectFault(vaulttest.OpStaticCreds, vaulttest.Fault{Status: 403})
+			t.Cleanup(srv.ClearFaults)
+		}, exitSource, []string{"Vault refused the token (403): its policies must allow read on database/static-creds/app", "exit 2"}},
+		{"dynamic denied", []string{"-vault-role", "dynamic:dyn"}, func(t *testing.T) {
+			srv.InjectFault(vaulttest.OpCreds, vaulttest.Fault{Status: 403})
+			t.Cleanup(srv.ClearFaults)
+		}, exitSource, []string{"read on database/creds/dyn (and update on sys/leases/renew)", "exit 2"}},
+		{"sealed", []string{"-vault-role", "static:app"}, func(t *testing.T) {
+			srv.Seal()
+			t.Cleanup(srv.Unseal)
+		}, exitSource, []string{"token: lookup-self failed (503 Vault is sealed)", "is sealed or not ready (503)", "exit 2"}},
+		{"no token", []string{"-vault-role", "static:app"}, func(t *testing.T) { t.Setenv("VAULT_TOKEN", "") }, exitSource, []string{
+			"token: none (VAULT_TOKEN is not set)", "Vault refused the token (403)", "exit 2"}},
+		{"unreachable", []string{"-vault-role", "static:app"}, func(t *testing.T) { t.Setenv("VAULT_ADDR", "http://127.0.0.1:1") }, exitSource, []string{
+			"HashiCorp Vault at VAULT_ADDR http://127.0.0.1:1", "cannot reach Vault at http://127.0.0.1:1: check VAULT_ADDR", "exit 2"}},
+	}
+	for _, drv := range []driverName{driverPQ, driverPGX} {
+		for _, tc := range cases {
+			t.Run(string(drv)+"/"+tc.name, func(t *testing.T) {
+				vaultEnv(t, srv.URL(), token)
+				if tc.setup != nil {
+					tc.setup(t)
+				}
+				before := len(srv.Leases())
+				args := append([]string{"check", "-driver", string(drv), "-dsn", dsn, "-store", "vault"}, tc.args...)
+				r := runCmd(t, t.Context(), args, nil)
+				// A lease check read is revoked before it reports, and
+				// its user dropped.
+				for _, l := range srv.Leases()[before:] {
+					if l.EndReason != vaulttest.EndRevoked || l.RevokedAt.IsZero() || pgRoleExists(t, pg, l.Username) {
+						t.Errorf("lease %s: ended %v (%q), user left: %v; want it revoked and its user dropped",
+							l.ID, l.Ended, l.EndReason, pgRoleExists(t, pg, l.Username))
+					}
+				}
+				if n := len(srv.Leases()) - before; strings.HasPrefix(tc.name, "dynamic") && tc.code == exitOK && n != 1 {
+					t.Errorf("%d leases read, want 1", n)
+				}
+				if r.code != tc.code {
+					t.Errorf("exit %d, want %d", r.code, tc.code)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(r.out, w) {
+						t.Errorf("output lacks %q", w)
+					}
+				}
+				if s := vaultSecrets.FindString(r.out + r.err); s != "" {
+					t.Errorf("check's output holds a password or token of the Vault server (%d characters)", len(s))
+				}
+				assertNoSecret(t, "check's output", r.out+r.err, token, password, srv.RootToken())
+			})
+		}
+	}
+}
+
+// pgRoleExists reports whether the role name exists on pg.
+func pgRoleExists(t *testing.T, pg *pgserver.Server, name string) bool {
+	t.Helper()
+	var exists bool
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	return exists
 }

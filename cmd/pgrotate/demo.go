@@ -24,6 +24,7 @@ import (
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
 	"github.com/pgrotate/rotating/secrets/awssm/rotation"
+	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
 )
 
 const demoUsage = `Usage: pgrotate demo [flags]
@@ -53,6 +54,31 @@ secret and table and the same rotations, through the approaches the library
 replaces: a static DSN, the secret fetched before every login, and the pool
 rebuilt after an authentication error. They log in through the same driver.
 
+-store vault reads the credential from HashiCorp Vault's database secrets
+engine instead: the demo starts a local Vault-compatible server (the
+vaulttest package, on 127.0.0.1) over its throwaway PostgreSQL server and
+runs the workers through sql.OpenDB(rotating.NewConnector(...)) with the
+secrets/vault source of -role:
+
+  -role static   vault.StaticRole: one user whose password Vault changes in
+                 place, on the role's rotation_period (-rotation-period)
+                 and, -rotations times, on demand (database/rotate-role)
+                 half a period after a scheduled one. Each worker logs in
+                 anew every -recycle, as above. The report shows each
+                 rotation's Vault reads and rejected logins.
+  -role dynamic  vault.DynamicRole (the default role): every read creates a
+                 new PostgreSQL user under a lease of -ttl (default_ttl),
+                 renewable up to -max-ttl (max_ttl); when a lease ends the
+                 server revokes it as Vault does (REVOKE, end the sessions,
+                 DROP ROLE). Each statement goes through a pool whose
+                 connections live -recycle (SetConnMaxLifetime), so that
+                 the connector can retire them: it renews the lease, reads
+                 the next one ahead of max_ttl and retires the old lease's
+                 connections before it ends, with margins that fit the TTL
+                 (printed in the setup lines). The report shows every lease:
+                 its renewals, its end, and the sessions still open when it
+                 ended (pg_stat_activity at the revocation), which must be 0.
+
 -dsn and -secret-id run the workload against your server and secret instead
 (standard AWS configuration: AWS_REGION, AWS_PROFILE, ...). Nothing is
 rotated then; rotate the secret yourself meanwhile to watch it bridged. A
@@ -77,6 +103,12 @@ type demoConfig struct {
 	secretID  string
 	verbose   bool
 
+	// -store vault: the role kind, and its settings.
+	store          string // storeAWS or storeVault
+	role           string // roleStatic or roleDynamic
+	rotationPeriod time.Duration
+	ttl, maxTTL    time.Duration
+
 	ignored []string // flags that -dsn/-secret-id make meaningless, if given
 }
 
@@ -100,8 +132,8 @@ func parseDemoFlags(args []string, std *stdio) (cfg demoConfig, code int, stop b
 	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "how long the workload runs (longer if the rotations need it)")
 	fs.IntVar(&cfg.workers, "workers", 8, "concurrent workers inserting rows (1..256)")
 	fs.IntVar(&cfg.rate, "rate", 2000, "statements per second for all workers together, per approach (0: as fast as they go)")
-	fs.DurationVar(&cfg.recycle, "recycle", 2*time.Second, "how long each worker keeps a connection before it logs in anew")
-	fs.IntVar(&cfg.rotations, "rotations", 3, "AWS four-step rotations (0..20); one manual runbook rotation follows them")
+	fs.DurationVar(&cfg.recycle, "recycle", 2*time.Second, "how long each worker keeps a connection before it logs in anew (with -role dynamic: each pooled connection's lifetime)")
+	fs.IntVar(&cfg.rotations, "rotations", 3, "AWS four-step rotations (0..20); one manual runbook rotation follows them. With -role static: rotations on demand (rotate-role)")
 	strategy := fs.String("strategy", "single", "AWS rotation strategy: single (one user, AWSCURRENT refused during the window) or alternating (two users)")
 	fs.DurationVar(&cfg.window, "window", time.Second, "how long the store stays behind the database: setSecret to finishSecret, and ALTER ROLE to the runbook's secret update")
 	fs.BoolVar(&cfg.compare, "compare", false, "also run the naive approaches side by side and print a comparison")
@@ -109,12 +141,22 @@ func parseDemoFlags(args []string, std *stdio) (cfg demoConfig, code int, stop b
 	fs.StringVar(&cfg.dsn, "dsn", "", "your server: a DSN without password, key=value or postgres:// URL (needs -secret-id)")
 	fs.StringVar(&cfg.secretID, "secret-id", "", "your secret in AWS Secrets Manager: name or ARN (needs -dsn)")
 	fs.BoolVar(&cfg.verbose, "v", false, "debug logging: every secret fetch and rotation step (never a secret value)")
+	fs.StringVar(&cfg.store, "store", storeAWS, "where the credential is kept: aws (a local Secrets Manager endpoint) or vault (a local Vault-compatible server)")
+	fs.StringVar(&cfg.role, "role", roleDynamic, "with -store vault: static (vault.StaticRole) or dynamic (vault.DynamicRole)")
+	fs.DurationVar(&cfg.rotationPeriod, "rotation-period", 4*time.Second, "with -role static: the static role's rotation_period (whole seconds, 3s to 1h)")
+	fs.DurationVar(&cfg.ttl, "ttl", 4*time.Second, "with -role dynamic: the role's default_ttl, each lease's and renewal's length (whole seconds, 2s to 1h)")
+	fs.DurationVar(&cfg.maxTTL, "max-ttl", 10*time.Second, "with -role dynamic: the role's max_ttl, a lease's longest life (whole seconds, -ttl to 24h)")
 	if code, stop := parseFlags(fs, args); stop {
 		return cfg, code, true
 	}
 	usage := func(format string, args ...any) (demoConfig, int, bool) {
 		fmt.Fprintf(std.err, "pgrotate demo: "+format+"\n", args...)
 		return cfg, exitUsage, true
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if msg := checkStoreFlags(&cfg, given); msg != "" {
+		return usage("%s", msg)
 	}
 	switch *strategy {
 	case "single", "single-user":
@@ -205,39 +247,52 @@ func runDemo(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *console
 	if hooks == nil {
 		hooks = &demoHooks{}
 	}
-	if cfg.external() {
+	switch {
+	case cfg.external():
 		return runExternal(ctx, cfg, con, log)
+	case cfg.store == storeVault:
+		return runVault(ctx, cfg, hooks, con, log)
 	}
 	return runLocal(ctx, cfg, hooks, con, log)
 }
 
+// startPostgreSQL returns the server of hooks or starts a throwaway one;
+// stop stops the one it started (and does nothing for the hooks' one).
+func startPostgreSQL(ctx context.Context, cfg demoConfig, hooks *demoHooks, log *slog.Logger) (pg *pgserver.Server, stop func(), err error) {
+	if hooks.pg != nil {
+		return hooks.pg, func() {}, nil
+	}
+	log.Info("starting a throwaway PostgreSQL server on 127.0.0.1")
+	pg, err = pgserver.Start(ctx, pgserver.Options{
+		Logf:      func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(100, 5*cfg.workers+40))},
+	})
+	if errors.Is(err, pgserver.ErrNotInstalled) {
+		return nil, nil, &exitError{code: exitDatabase, msg: "PostgreSQL's server binaries (initdb, pg_ctl, postgres) were not found.\n" +
+			"  Install them, on Debian or Ubuntu with: apt-get install postgresql (as root or with sudo),\n" +
+			"  or run the workload against your own server and secret: pgrotate demo -dsn ... -secret-id ..."}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, &exitError{code: exitDatabase, msg: "starting PostgreSQL: " + err.Error()}
+	}
+	return pg, func() {
+		log.Info("stopping PostgreSQL and removing its directory")
+		if err := pg.Stop(); err != nil {
+			log.Error("stopping PostgreSQL", slog.Any("error", err))
+		}
+	}, nil
+}
+
 // runLocal is the demo with everything local.
 func runLocal(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *console, log *slog.Logger) (rep *Report, err error) {
-	pg := hooks.pg
-	if pg == nil {
-		log.Info("starting a throwaway PostgreSQL server on 127.0.0.1")
-		pg, err = pgserver.Start(ctx, pgserver.Options{
-			Logf:      func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
-			ExtraConf: map[string]string{"max_connections": strconv.Itoa(max(100, 5*cfg.workers+40))},
-		})
-		if errors.Is(err, pgserver.ErrNotInstalled) {
-			return nil, &exitError{code: exitDatabase, msg: "PostgreSQL's server binaries (initdb, pg_ctl, postgres) were not found.\n" +
-				"  Install them, on Debian or Ubuntu with: apt-get install postgresql (as root or with sudo),\n" +
-				"  or run the workload against your own server and secret: pgrotate demo -dsn ... -secret-id ..."}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &exitError{code: exitDatabase, msg: "starting PostgreSQL: " + err.Error()}
-		}
-		defer func() {
-			log.Info("stopping PostgreSQL and removing its directory")
-			if err := pg.Stop(); err != nil {
-				log.Error("stopping PostgreSQL", slog.Any("error", err))
-			}
-		}()
+	pg, stopPG, err := startPostgreSQL(ctx, cfg, hooks, log)
+	if err != nil {
+		return nil, err
 	}
+	defer stopPG()
 	sm := hooks.sm
 	if sm == nil {
 		sm = awssmtest.NewServer().Start()
@@ -291,11 +346,12 @@ func runLocal(ctx context.Context, cfg demoConfig, hooks *demoHooks, con *consol
 		st.approaches = append(st.approaches, a)
 		st.tables = append(st.tables, targets[i].table)
 	}
-	plan := &rotationPlan{pg: pg, ops: ops, strategy: cfg.strategy, window: cfg.window, log: log, verbose: cfg.verbose}
+	total := cfg.rotations + 1
+	plan := &rotationPlan{pg: pg, ops: ops, strategy: cfg.strategy, window: cfg.window, log: log, verbose: cfg.verbose,
+		duration: cfg.duration, total: total}
 	for _, t := range targets {
 		plan.secrets = append(plan.secrets, t.secretID)
 	}
-	total := cfg.rotations + 1
 	for n := 1; n <= total; n++ {
 		st.events = append(st.events, &rotationEvent{n: n, kind: plan.kindOf(n, total)})
 	}
@@ -506,7 +562,7 @@ const tail = 1500 * time.Millisecond
 // execute runs the workload of every approach and the rotations of plan
 // (none if plan is nil), shows progress on con and returns when the
 // workload has stopped.
-func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *console) {
+func (st *runState) execute(ctx context.Context, plan rotator, con *console) {
 	st.start = time.Now()
 	stop := make(chan struct{})
 	var workers []*sync.WaitGroup
@@ -520,7 +576,7 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 	go func() {
 		defer close(scheduled)
 		for i, ev := range st.events {
-			if testkit.Sleep(ctx, time.Until(eventAt(st.start, st.duration, i+1, len(st.events)))) != nil {
+			if testkit.Sleep(ctx, time.Until(plan.due(st.start, i))) != nil {
 				return
 			}
 			st.runEvent(ctx, plan, ev)
@@ -562,20 +618,17 @@ func (st *runState) execute(ctx context.Context, plan *rotationPlan, con *consol
 
 // runEvent applies one rotation, recording its times and the rotating
 // approach's counters when it starts.
-func (st *runState) runEvent(ctx context.Context, plan *rotationPlan, ev *rotationEvent) {
+func (st *runState) runEvent(ctx context.Context, plan rotator, ev *rotationEvent) {
 	rot := st.approaches[0]
 	ev.mu.Lock()
 	ev.fetches = rot.calls.counts()
+	ev.vault = rot.vault.counts()
 	ev.stats = rot.conn.Stats()
 	ev.failed = st.loads[0].Failed.Load()
 	ev.logOffset = st.logOffset()
 	ev.start = time.Now()
 	ev.mu.Unlock()
-	desc := "AWS four-step rotation (" + ev.kind + "), setSecret to finishSecret held open " + st.cfg.window.String()
-	if ev.kind == kindRunbook {
-		desc = "manual runbook: ALTER ROLE now, the secret updated " + st.cfg.window.String() + " later"
-	}
-	st.log.Info(fmt.Sprintf("rotation %d/%d: %s", ev.n, len(st.events), desc))
+	st.log.Info(fmt.Sprintf("rotation %d/%d: %s", ev.n, len(st.events), plan.describe(ev)))
 	err := plan.apply(ctx, ev)
 	ev.mu.Lock()
 	ev.end, ev.err = time.Now(), err
@@ -649,9 +702,17 @@ func (st *runState) progressLine() string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "  secret fetches %d", fetches.Total())
-	if fetches.Pending > 0 {
-		fmt.Fprintf(&b, " (%d AWSPENDING)", fetches.Pending)
+	if rot.vault != nil {
+		v := rot.vault.counts()
+		fmt.Fprintf(&b, "  vault reads %d, renewals %d", v.Reads, v.Renewals)
+		if rot.vault.readOp == vaulttest.OpCreds {
+			fmt.Fprintf(&b, ", leases ended %d", rot.vault.leasesEnded())
+		}
+	} else {
+		fmt.Fprintf(&b, "  secret fetches %d", fetches.Total())
+		if fetches.Pending > 0 {
+			fmt.Fprintf(&b, " (%d AWSPENDING)", fetches.Pending)
+		}
 	}
 	if len(st.approaches) > 1 {
 		b.WriteString("  | naive failed:")
@@ -695,6 +756,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 			OK:        l.OK.Load(),
 			Failed:    l.Failed.Load(),
 			Fetches:   a.calls.counts(),
+			Vault:     a.vault.counts(),
 			Logins:    a.logins.summary(),
 			PerSecond: l.perSecond(st.seconds),
 			Errors:    l.topErrors(3),
@@ -718,11 +780,12 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	// rotation to the start of the next one (or the end of the run).
 	type snapshot struct {
 		fetches   FetchCounts
+		vault     VaultCalls
 		stats     rotating.Stats
 		failed    int64
 		logOffset int64
 	}
-	final := snapshot{fetches: rep.Rotating.Fetches, failed: rep.Rotating.Failed, logOffset: st.logOffset()}
+	final := snapshot{fetches: rep.Rotating.Fetches, vault: rep.Rotating.Vault, failed: rep.Rotating.Failed, logOffset: st.logOffset()}
 	if rep.Rotating.Stats != nil {
 		final.stats = *rep.Rotating.Stats
 	}
@@ -733,7 +796,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	for _, ev := range st.events {
 		ev.mu.Lock()
 		if !ev.start.IsZero() {
-			snaps = append(snaps, snapshot{ev.fetches, ev.stats, ev.failed, ev.logOffset})
+			snaps = append(snaps, snapshot{ev.fetches, ev.vault, ev.stats, ev.failed, ev.logOffset})
 			starts = append(starts, ev.start)
 		}
 		ev.mu.Unlock()
@@ -741,6 +804,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 	snaps = append(snaps, final)
 	starts = append(starts, time.Now())
 	rep.StartupFetches = snaps[0].fetches
+	rep.StartupVault = snaps[0].vault
 	rep.StartupRejected = snaps[0].stats.AuthFailures
 	rep.StartupLogged = st.logged(st.logStart, snaps[0].logOffset)
 	offset := func(t time.Time) time.Duration {
@@ -760,6 +824,7 @@ func (st *runState) report(ctx context.Context, checker *sql.DB) *Report {
 			Open:            offset(ev.open),
 			Close:           offset(ev.close),
 			Fetches:         to.fetches.minus(from.fetches),
+			Vault:           to.vault.minus(from.vault),
 			Rejected:        to.stats.AuthFailures - from.stats.AuthFailures,
 			Logged:          st.logged(from.logOffset, to.logOffset),
 			RotationRefused: ev.rotationRefused.Load(),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/pgrotate/rotating/internal/pgserver/pgtest"
 	"github.com/pgrotate/rotating/internal/testkit"
 	"github.com/pgrotate/rotating/secrets/awssm/awssmtest"
+	"github.com/pgrotate/rotating/secrets/vault/vaulttest"
 )
 
 // demoRun runs "pgrotate demo args..." on the shared PostgreSQL server and
@@ -381,5 +383,206 @@ func TestDemoPGX(t *testing.T) {
 	if byKey[keyPerLogin].OK == 0 || byKey[keyRebuild].Fetches.Total() < 2 {
 		t.Errorf("per-login %d ok, rebuild %d GetSecretValue calls: want both to have run and the rebuild to have refetched",
 			byKey[keyPerLogin].OK, byKey[keyRebuild].Fetches.Total())
+	}
+}
+
+// vaultSecrets matches the passwords and tokens the Vault-compatible server
+// makes: none may appear in the demo's output.
+var vaultSecrets = regexp.MustCompile(`A1a-[A-Za-z0-9]{16}|hvs\.[A-Za-z0-9]{24}`)
+
+// vaultDemoRun runs "pgrotate demo -store vault args..." on the shared
+// PostgreSQL server (the demo starts its own Vault-compatible server on
+// it) and checks what every run must show: exit 0, no failed statement or
+// login, no missing row, every rotation done, no password or token in the
+// output, and nothing left behind on the server.
+func vaultDemoRun(t *testing.T, args ...string) (*Report, result) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("the demo runs for several seconds")
+	}
+	pg := pgtest.Shared(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	r := runCmd(t, ctx, append([]string{"demo", "-store", "vault"}, args...), &stdio{demo: &demoHooks{pg: pg}})
+	rep := r.report
+	if rep == nil || rep.Vault == nil {
+		t.Fatalf("no Vault report; exit %d\n%s", r.code, r.err)
+	}
+	if r.code != exitOK {
+		t.Errorf("exit %d, want 0", r.code)
+	}
+	rot := rep.Rotating
+	if rot.Failed != 0 || rot.RowsMissing != 0 || rot.VerifyError != "" {
+		t.Errorf("%d failed statements, %d missing rows, verify error %q; errors %v", rot.Failed, rot.RowsMissing, rot.VerifyError, rot.Errors)
+	}
+	if rot.OK == 0 || rot.RowsAcked != rot.OK || rot.RowsFound != rot.RowsAcked {
+		t.Errorf("%d ok, %d acknowledged, %d found: want them equal and not zero", rot.OK, rot.RowsAcked, rot.RowsFound)
+	}
+	if rot.Logins.Failed != 0 {
+		t.Errorf("%d logins failed", rot.Logins.Failed)
+	}
+	if len(rep.Rotations) != rep.PlannedRotations {
+		t.Errorf("%d rotations ran, %d planned", len(rep.Rotations), rep.PlannedRotations)
+	}
+	for _, x := range rep.Rotations {
+		if x.Err != "" {
+			t.Errorf("rotation %d (%s): %s", x.N, x.Kind, x.Err)
+		}
+	}
+	// One lookup-self for the token's TTL; its hour outlasts the run.
+	if got := rep.Vault.Calls.Token; got != 1 {
+		t.Errorf("%d token calls, want 1 (lookup-self)", got)
+	}
+	if rep.StartupRejected != 0 {
+		t.Errorf("%d logins rejected before the first rotation, want 0", rep.StartupRejected)
+	}
+	if !rep.Passed() || !strings.Contains(r.out, "PASS") {
+		t.Error("report does not say PASS")
+	}
+	if s := vaultSecrets.FindString(r.out + r.err); s != "" {
+		t.Errorf("the demo's output holds a password or token of the Vault server (%d characters)", len(s))
+	}
+	assertNoSecret(t, "the demo's output", r.out+r.err, superPassword(t, pg))
+
+	// Everything the demo made on the shared server is gone: the table,
+	// the static role's user, every lease's user.
+	suffix := rep.Vault.Name[2:]
+	var roles, tables int
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_roles WHERE rolname = $1 OR rolname LIKE $2",
+		"demo_static_"+suffix, "v-token-"+rep.Vault.Name+"-%").Scan(&roles); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Admin().QueryRowContext(t.Context(), "SELECT count(*) FROM pg_tables WHERE tablename = $1",
+		"demo_vault_"+suffix+"_rows").Scan(&tables); err != nil {
+		t.Fatal(err)
+	}
+	if roles != 0 || tables != 0 {
+		t.Errorf("%d roles and %d tables of the demo left on the server", roles, tables)
+	}
+	if t.Failed() {
+		t.Logf("PostgreSQL log:\n%s", pg.ServerLog())
+	}
+	return rep, r
+}
+
+// TestDemoVaultStatic runs the demo over a static role with a 3 s
+// rotation_period and two rotations on demand, each half a period after a
+// scheduled one: every rotation costs one Vault read for the whole
+// process (the scheduled one read at the time the answer's ttl gave, the
+// one on demand after the first rejected login), and at most one rejected
+// login per worker, as the server log and the connector both count them.
+func TestDemoVaultStatic(t *testing.T) {
+	rep, r := vaultDemoRun(t, "-role", "static", "-duration", "8s", "-rotations", "2", "-rotation-period", "3s",
+		"-workers", "8", "-recycle", "500ms")
+	v := rep.Vault
+	if v.Role != roleStatic || v.RotateRole != 2 || v.OnDemand != 2 {
+		t.Errorf("role %q, %d rotate-role calls, %d on demand planned: want static, 2, 2", v.Role, v.RotateRole, v.OnDemand)
+	}
+	kinds := []string{kindScheduled, kindRotateRole, kindScheduled, kindRotateRole}
+	if len(rep.Rotations) != len(kinds) {
+		t.Fatalf("%d rotations, want %d", len(rep.Rotations), len(kinds))
+	}
+	if rep.StartupVault.Reads != 1 {
+		t.Errorf("%d reads before the first rotation, want 1", rep.StartupVault.Reads)
+	}
+	for i, x := range rep.Rotations {
+		if x.Kind != kinds[i] {
+			t.Errorf("rotation %d: kind %q, want %q", x.N, x.Kind, kinds[i])
+		}
+		// A scheduled rotation may be read once more if the first read
+		// came before the server's timer ran it.
+		most := int64(1)
+		if x.Kind == kindScheduled {
+			most = 2
+		}
+		if x.Vault.Reads < 1 || x.Vault.Reads > most {
+			t.Errorf("rotation %d (%s): %d Vault reads, want 1 to %d", x.N, x.Kind, x.Vault.Reads, most)
+		}
+		// On demand, the connector learns of the rotation from the first
+		// rejected login; on schedule it may read first. Either way at
+		// most the workers dialing then.
+		least := int64(0)
+		if x.Kind == kindRotateRole {
+			least = 1
+		}
+		if n := x.RejectedLogins(); n < least || n > 8 {
+			t.Errorf("rotation %d (%s): %d rejected logins, want %d to 8", x.N, x.Kind, n, least)
+		}
+		if rep.ServerLogNote == "" && x.Logged != int64(x.Rejected) {
+			t.Errorf("rotation %d (%s): the server log has %d refusals, the connector counted %d", x.N, x.Kind, x.Logged, x.Rejected)
+		}
+		if x.Vault.Renewals != 0 {
+			t.Errorf("rotation %d: %d lease renewals for a static role", x.N, x.Vault.Renewals)
+		}
+	}
+	if st := rep.Rotating.Stats; st.CredentialChanges != 4 || st.PendingFetches != 0 {
+		t.Errorf("CredentialChanges = %d, PendingFetches = %d; want 4 and 0", st.CredentialChanges, st.PendingFetches)
+	}
+	// The rotations cost no throughput.
+	for i, s := range rep.Rotating.PerSecond {
+		if s.OK == 0 {
+			t.Errorf("second %d: no statement acknowledged", i)
+		}
+	}
+	for _, want := range []string{"vault.StaticRole (database/static-creds/" + v.Name, "2 on demand (POST database/rotate-role/" + v.Name,
+		"at most 1 per worker (8 workers) in each: holds", "▲2 rotate-role", "2 of them the operator's rotate-role"} {
+		if !strings.Contains(r.out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestDemoVaultDynamic runs the demo over a dynamic role with leases of
+// 3 s renewable to 6 s, through both drivers: each lease is read once and
+// renewed about twice, its connections are retired before it ends (none
+// alive at its revocation), the next lease is read ahead, and no login is
+// rejected.
+func TestDemoVaultDynamic(t *testing.T) {
+	for _, drv := range []driverName{driverPQ, driverPGX} {
+		t.Run(string(drv), func(t *testing.T) {
+			rep, r := vaultDemoRun(t, "-role", "dynamic", "-driver", string(drv), "-duration", "12s", "-ttl", "3s", "-max-ttl", "6s",
+				"-workers", "8", "-recycle", "500ms")
+			v := rep.Vault
+			if v.SessionMargin != 750*time.Millisecond || v.RefreshLead != 375*time.Millisecond {
+				t.Errorf("margins %v and %v, want 750ms and 375ms", v.SessionMargin, v.RefreshLead)
+			}
+			// A lease is replaced about 4.8 s after it is read (1.2 s
+			// before max_ttl): leases end at about 6 and 10.8 s.
+			if n := v.LeasesEnded(); n < 2 || n > 3 {
+				t.Errorf("%d leases ended in 12s, want 2 or 3", n)
+			}
+			if n := len(v.Leases); n < 3 || n > 4 || v.Calls.Reads != int64(n) {
+				t.Errorf("%d leases, %d reads: want 3 or 4, one read each", n, v.Calls.Reads)
+			}
+			for _, l := range v.Leases {
+				if !l.EndedInRun() {
+					continue
+				}
+				if l.EndReason != string(vaulttest.EndExpired) || l.SessionsAtEnd != 0 || l.RevokeError != "" {
+					t.Errorf("lease %d: ended %q with %d sessions open, revocation error %q; want expired with none",
+						l.N, l.EndReason, l.SessionsAtEnd, l.RevokeError)
+				}
+				if l.Renewals < 1 || l.Renewals > 4 {
+					t.Errorf("lease %d: %d renewals, want 1 to 4 (about 2)", l.N, l.Renewals)
+				}
+			}
+			if v.SessionsPastEnd() != 0 || v.RejectedLogins() != 0 || v.Rejected != 0 {
+				t.Errorf("%d sessions past a lease end, %d rejected logins (connector: %d); want 0", v.SessionsPastEnd(), v.RejectedLogins(), v.Rejected)
+			}
+			st := rep.Rotating.Stats
+			if st.CredentialChanges < 2 || st.PendingFetches != 0 || st.RetiredConnections == 0 {
+				t.Errorf("CredentialChanges %d, PendingFetches %d, RetiredConnections %d: want 2 or more, 0, and some",
+					st.CredentialChanges, st.PendingFetches, st.RetiredConnections)
+			}
+			if rep.Driver != string(drv) {
+				t.Errorf("report names driver %q", rep.Driver)
+			}
+			for _, want := range []string{"vault.DynamicRole (database/creds/" + v.Name, "WithSessionMargin(750ms)",
+				"WithRefreshBeforeExpiry(375ms)", "0 sessions alive past a lease end", "✕1", "no session outlived its lease"} {
+				if !strings.Contains(r.out, want) {
+					t.Errorf("report lacks %q", want)
+				}
+			}
+		})
 	}
 }

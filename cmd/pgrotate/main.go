@@ -2,7 +2,9 @@
 // through credential rotations, and checks a real deployment's set-up.
 //
 //	pgrotate demo       run a workload through rotations, everything local
+//	                    (-store vault: a Vault static role or dynamic role)
 //	pgrotate check      fetch a credential and log in with it as the connector would
+//	                    (-store vault: from Vault, configured from VAULT_ADDR, ...)
 //	pgrotate sm-server  run a local AWS Secrets Manager-compatible endpoint
 //	pgrotate vault-server  run a local HashiCorp Vault-compatible server
 //
@@ -12,8 +14,8 @@
 //	0    success
 //	1    usage error (unknown command, bad flag, bad seed file)
 //	2    credential source problem (secret not found, not permitted,
-//	     malformed or empty secret, no AWS configuration); sm-server
-//	     or vault-server cannot listen
+//	     malformed or empty secret, no AWS configuration, Vault sealed
+//	     or unreachable); sm-server or vault-server cannot listen
 //	3    database problem (PostgreSQL missing or unreachable, login refused)
 //	4    check: only the pending credential (AWSPENDING) logs in
 //	5    demo: a statement failed, an acknowledged row is missing, or a
@@ -49,8 +51,8 @@ const exitCodesHelp = `Exit codes:
   0    success
   1    usage error
   2    credential source problem (secret not found, not permitted, malformed
-       or empty secret, no AWS configuration); sm-server or vault-server
-       cannot listen
+       or empty secret, no AWS configuration, Vault sealed or unreachable);
+       sm-server or vault-server cannot listen
   3    database problem (PostgreSQL missing or unreachable, login refused)
   4    check: only the pending credential (AWSPENDING) logs in
   5    demo: a statement failed, an acknowledged row is missing, or a
@@ -63,7 +65,9 @@ while its PostgreSQL credentials rotate, and checks a real deployment.
 
 Usage:
   pgrotate demo [flags]       a workload through live rotations, everything local
+                              (AWS Secrets Manager, or -store vault: HashiCorp Vault)
   pgrotate check [flags]      fetch a credential and log in with it, as the connector would
+                              (AWS, files, the environment, or -store vault)
   pgrotate sm-server [flags]  a local AWS Secrets Manager-compatible endpoint
   pgrotate vault-server [flags]  a local HashiCorp Vault-compatible server
 

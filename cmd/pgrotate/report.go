@@ -55,6 +55,13 @@ type Report struct {
 	// Endpoint is what the local Secrets Manager endpoint counted (local
 	// mode only).
 	Endpoint *EndpointCalls
+
+	// Vault is set with -store vault: the role, its settings, the calls
+	// the server counted and the leases it made. StartupVault are the
+	// application's Vault calls before the first rotation (a static
+	// role's).
+	Vault        *VaultRun
+	StartupVault VaultCalls
 }
 
 // ApproachResult is one approach's workload.
@@ -72,6 +79,8 @@ type ApproachResult struct {
 
 	// Fetches are the approach's GetSecretValue calls, by staging label.
 	Fetches FetchCounts
+	// Vault are the approach's Vault calls (-store vault).
+	Vault VaultCalls
 	// Logins are the approach's Connect calls.
 	Logins LoginSummary
 	// PerSecond counts statements by the second of the run they ended in.
@@ -137,6 +146,7 @@ type RotationResult struct {
 	// Connects that recovered from one and that gave up, and failed
 	// statements.
 	Fetches                     FetchCounts
+	Vault                       VaultCalls
 	Rejected, Recovered, GaveUp uint64
 	Failed                      int64
 	// Logged counts the server log's lines `password authentication failed
@@ -198,6 +208,9 @@ func (r *Report) Passed() bool {
 			return false
 		}
 	}
+	if v := r.Vault; v != nil && v.Role == roleDynamic && (len(v.Leases) == 0 || v.SessionsPastEnd() > 0) {
+		return false
+	}
 	return len(r.Rotations) == r.PlannedRotations
 }
 
@@ -208,7 +221,9 @@ func (r *Report) write(w io.Writer) {
 	rot := r.Rotating
 
 	p("\npgrotate demo report\n\n")
-	if r.Mode == "external" {
+	if r.Vault != nil {
+		r.writeVaultSetup(&b)
+	} else if r.Mode == "external" {
 		p("  setup       %s, secret %q in AWS Secrets Manager\n", r.Server, r.SecretID)
 		p("              %s inserting rows through sql.OpenDB(rotating.NewConnector(...)) with the\n", r.workload())
 		p("              awssm source, each worker logging in anew every %v, for %ds; pgrotate rotated nothing\n", r.Recycle, r.Seconds)
@@ -254,7 +269,13 @@ func (r *Report) write(w io.Writer) {
 	} else {
 		p("              a wrapper around lib/pq's connector, given with rotating.WithNewConnector)\n")
 	}
-	if s := rot.Stats; s != nil {
+	if s := rot.Stats; s != nil && r.Vault != nil {
+		p("  connector   Stats(): %d fetches + %d FetchPending calls, %d credential changes, %d connections retired\n",
+			s.Fetches, s.PendingFetches, s.CredentialChanges, s.RetiredConnections)
+		p("              before their sessions' end, %d logins rejected, %d Connects recovered, %d gave up;\n",
+			s.AuthFailures, s.Recoveries, s.RecoveryFailures)
+		p("              now on generation %d\n", s.CredentialGeneration)
+	} else if s != nil {
 		p("  connector   Stats(): %d fetches + %d AWSPENDING fetches, %d credential changes (%d from AWSPENDING),\n",
 			s.Fetches, s.PendingFetches, s.CredentialChanges, s.PendingPromotions)
 		p("              %d logins rejected, %d Connects recovered, %d gave up; now on generation %d\n",
@@ -262,7 +283,9 @@ func (r *Report) write(w io.Writer) {
 	}
 	p("\n")
 
-	if r.Mode != "external" || len(r.Rotations) > 0 {
+	if r.Vault != nil {
+		r.writeVault(&b)
+	} else if r.Mode != "external" || len(r.Rotations) > 0 {
 		r.writeRotations(&b)
 	} else {
 		p("  secret      %d GetSecretValue calls (%d AWSCURRENT, %d AWSPENDING) for %d statements and %d logins\n",
@@ -283,6 +306,9 @@ func (r *Report) write(w io.Writer) {
 	switch {
 	case r.Interrupted:
 		p("  INTERRUPTED  %d statements failed and %d acknowledged rows are missing so far\n", rot.Failed, rot.RowsMissing)
+	case r.Passed() && r.Vault != nil && r.Vault.Role == roleDynamic:
+		p("  PASS  no statement failed, no acknowledged row is missing, and no session outlived its lease\n")
+		p("        (%d leases ended during the run)\n", r.Vault.LeasesEnded())
 	case r.Passed():
 		n := len(r.Rotations)
 		if n == 0 {
@@ -295,6 +321,12 @@ func (r *Report) write(w io.Writer) {
 		for _, x := range r.Rotations {
 			if x.Err != "" {
 				p("; rotation %d: %s", x.N, x.Err)
+			}
+		}
+		if v := r.Vault; v != nil && v.Role == roleDynamic {
+			p("; %d sessions alive past a lease end", v.SessionsPastEnd())
+			if len(v.Leases) == 0 {
+				p("; no lease was read")
 			}
 		}
 		p("\n")
@@ -539,26 +571,34 @@ func (r *Report) writeTimeline(p func(string, ...any)) {
 		peak = max(peak, s.OK)
 	}
 	p("  timeline    statements acknowledged per second")
-	if len(r.Rotations) > 0 {
+	switch {
+	case r.Vault != nil && r.Vault.Role == roleDynamic:
+		p("; +n: lease n read, ✕n: lease n ends")
+	case r.Vault != nil && len(r.Rotations) > 0:
+		p("; ▲n: rotation n (Vault changes the password, then answers the new one)")
+	case len(r.Rotations) > 0:
 		p("; ▲n: rotation n changes the database, ▼n: the store catches up")
 	}
 	p("\n")
 	for sec, s := range rot.PerSecond {
 		var marks []string
 		for _, x := range r.Rotations {
+			opened, closed := markWords(x.Kind)
 			if in(x.Open, sec) {
-				what := "setSecret"
-				if x.Kind == kindRunbook {
-					what = "ALTER ROLE"
-				}
-				marks = append(marks, fmt.Sprintf("▲%d %s", x.N, what))
+				marks = append(marks, fmt.Sprintf("▲%d %s", x.N, opened))
 			}
-			if in(x.Close, sec) {
-				what := "finishSecret"
-				if x.Kind == kindRunbook {
-					what = "PutSecretValue"
+			if closed != "" && in(x.Close, sec) {
+				marks = append(marks, fmt.Sprintf("▼%d %s", x.N, closed))
+			}
+		}
+		if r.Vault != nil {
+			for _, l := range r.Vault.Leases {
+				if in(l.Issued, sec) {
+					marks = append(marks, fmt.Sprintf("+%d", l.N))
 				}
-				marks = append(marks, fmt.Sprintf("▼%d %s", x.N, what))
+				if l.EndedInRun() && in(l.Ended, sec) {
+					marks = append(marks, fmt.Sprintf("✕%d", l.N))
+				}
 			}
 		}
 		if s.Failed > 0 {
@@ -571,6 +611,20 @@ func (r *Report) writeTimeline(p func(string, ...any)) {
 		p("\n")
 	}
 	p("\n")
+}
+
+// markWords names what a rotation of kind does when the database changes
+// and when the store catches up ("" if that is the same moment).
+func markWords(kind string) (opened, closed string) {
+	switch kind {
+	case kindRunbook:
+		return "ALTER ROLE", "PutSecretValue"
+	case kindScheduled:
+		return "scheduled rotation", ""
+	case kindRotateRole:
+		return "rotate-role", ""
+	}
+	return "setSecret", "finishSecret"
 }
 
 func (r *Report) writeComparison(p func(string, ...any)) {

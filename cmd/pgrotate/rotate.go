@@ -42,6 +42,7 @@ type rotationEvent struct {
 	// At the start: the rotating approach's counters and where the server
 	// log ended, for the per-rotation figures.
 	fetches   FetchCounts
+	vault     VaultCalls
 	stats     rotating.Stats
 	failed    int64
 	logOffset int64
@@ -60,6 +61,14 @@ func (e *rotationEvent) markOpen() {
 	}
 }
 
+// markAt records that the database changed at open and the store caught
+// up at close (a rotation the demo watched rather than ran).
+func (e *rotationEvent) markAt(open, close time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.open, e.close = open, close
+}
+
 func (e *rotationEvent) markClose() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -74,8 +83,23 @@ func (e *rotationEvent) inWindow() bool {
 	return !e.start.IsZero() && e.end.IsZero()
 }
 
+// rotator applies the rotation events of a run, one after the other:
+// AWS's rotations and the runbook (rotationPlan), or a Vault static role's
+// rotations (vaultRotations).
+type rotator interface {
+	// due returns when the i-th event (from 0) is due, the run having
+	// started at start and the events before it having run.
+	due(start time.Time, i int) time.Time
+	// describe says what ev does, for the log line that starts it.
+	describe(ev *rotationEvent) string
+	// apply runs ev, marking when the database changes (markOpen) and
+	// when the store has caught up (markClose).
+	apply(ctx context.Context, ev *rotationEvent) error
+}
+
 // rotationPlan says how to rotate: which secrets, with which strategy, and
 // how long to hold the window in which the store is behind the database.
+// Its total events are spread evenly over duration.
 type rotationPlan struct {
 	pg       *pgserver.Server
 	ops      *opsClient
@@ -84,6 +108,21 @@ type rotationPlan struct {
 	secrets  []string // one per approach, rotated together
 	log      *slog.Logger
 	verbose  bool
+	duration time.Duration
+	total    int
+}
+
+var _ rotator = (*rotationPlan)(nil)
+
+func (p *rotationPlan) due(start time.Time, i int) time.Time {
+	return eventAt(start, p.duration, i+1, p.total)
+}
+
+func (p *rotationPlan) describe(ev *rotationEvent) string {
+	if ev.kind == kindRunbook {
+		return "manual runbook: ALTER ROLE now, the secret updated " + p.window.String() + " later"
+	}
+	return "AWS four-step rotation (" + ev.kind + "), setSecret to finishSecret held open " + p.window.String()
 }
 
 // kindOf returns the kind of the n-th of total events: AWS rotations first,

@@ -44,6 +44,18 @@ func newRefusalLog(pg *pgserver.Server, roles ...string) *refusalLog {
 	return l
 }
 
+// newRefusalLogPrefix is newRefusalLog for the roles whose names begin
+// with prefix (a Vault dynamic role's users), nil if the demo cannot read
+// the log.
+func newRefusalLogPrefix(pg *pgserver.Server, prefix string) *refusalLog {
+	if pg.Dir == "" {
+		return nil
+	}
+	return &refusalLog{path: filepath.Join(pg.Dir, "log"), lines: [][]byte{
+		fmt.Appendf(nil, "password authentication failed for user \"%s", prefix),
+	}}
+}
+
 // offset returns where the log ends now.
 func (l *refusalLog) offset() (int64, error) {
 	st, err := os.Stat(l.path)

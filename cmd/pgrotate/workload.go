@@ -195,6 +195,18 @@ func openPool(c driver.Connector, workers int) *sql.DB {
 	return db
 }
 
+// openRecyclingPool opens a sql.DB over c as applications use one: the
+// workers' statements take a connection from it and give it back, and each
+// connection is closed once it is recycle old (SetConnMaxLifetime), so that
+// new logins keep happening. The connector can then retire the connections
+// of a credential whose sessions end (a Vault lease), which it cannot do to
+// a connection a worker holds (see worker).
+func openRecyclingPool(c driver.Connector, workers int, recycle time.Duration) *sql.DB {
+	db := openPool(c, workers)
+	db.SetConnMaxLifetime(recycle)
+	return db
+}
+
 // worker is one of a load's workers. It holds one connection and replaces
 // it every recycle, so that new logins keep happening. Its first
 // connection lives (n+1)/workers of recycle, so that the workers' logins
@@ -202,6 +214,11 @@ func openPool(c driver.Connector, workers int) *sql.DB {
 // application's pool, where connections are opened at different times, a
 // moment without a working credential then stops only the logins that
 // fall in it, not the whole workload.
+//
+// For an approach that is pooled, the worker holds nothing: each statement
+// goes through the pool (database/sql retries one that a retired connection
+// refuses before sending it on another connection, which it cannot do for a
+// held *sql.Conn).
 type worker struct {
 	n       int
 	a       *approach
@@ -216,6 +233,11 @@ type worker struct {
 // it has none (and, for the approach that rebuilds its pool, rebuilding it
 // if the login was rejected).
 func (wk *worker) insert(ctx context.Context, query string, seq int) (int64, error) {
+	if wk.a.pooled {
+		var id int64
+		err := wk.a.pool().QueryRowContext(ctx, query, wk.n, seq).Scan(&id)
+		return id, err
+	}
 	if wk.conn == nil {
 		c, err := wk.a.pool().Conn(ctx)
 		if err != nil && wk.a.rebuild != nil && isAuthFailure(err) {

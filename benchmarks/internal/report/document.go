@@ -72,6 +72,9 @@ type document struct {
 	// per interval.
 	Finding *refreshFinding
 
+	// Vault is the HashiCorp Vault section, nil if it was not measured.
+	Vault *vaultSection
+
 	Commands string
 	Raw      string
 }
@@ -186,6 +189,7 @@ func newDocument(r *results, commands string) *document {
 	d.summary(r)
 	d.rotationCost(r)
 	d.fleet(r)
+	d.Vault = r.vault()
 	return d
 }
 
