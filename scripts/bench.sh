@@ -8,8 +8,8 @@
 # Needs Go and PostgreSQL's server binaries (apt-get install postgresql), or
 # ROTATING_TEST_PG_DSN set to a superuser DSN of a server to use instead.
 # Everything it starts listens on 127.0.0.1 only: the throwaway PostgreSQL
-# server (internal/pgserver) and the Secrets Manager endpoint (awssmtest).
-# It takes about a quarter of an hour with COUNT=5.
+# server (internal/pgserver), the Secrets Manager endpoint and its agent
+# endpoint (awssmtest). It takes about 20 minutes with COUNT=5.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -64,6 +64,10 @@ bench calls "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=(memory|awssm-pe
 bench lagging "${common[@]}" -bench '^BenchmarkStoreCalls$/^store=memory-lagging-1s$' -benchtime "${LAGGING_OPS}x" ./benchmarks/
 bench cost "${common[@]}" -bench '^BenchmarkRotationCost$' -benchtime "${ROTATIONS}x" ./benchmarks/
 bench fleet "${common[@]}" -bench '^BenchmarkFleet$' -benchtime 1x ./benchmarks/
+# What the Secrets Manager Agent saves for the processes of one host: the
+# figures of docs/smagent.md. One op is a host through three rotations
+# (about 15 s).
+bench agent "${common[@]}" -bench '^BenchmarkAgentStoreCalls$' -benchtime 1x ./integration/aws/
 
 # The machine, for the document.
 export BENCH_DURATION BENCH_LOAD_END BENCH_DATE BENCH_COMMIT BENCH_CPU BENCH_NPROC BENCH_MEM BENCH_KERNEL BENCH_GO BENCH_ROTATIONS BENCH_REAL_CONNECT_OPS BENCH_STORE_CALLS_OPS BENCH_LAGGING_OPS
@@ -90,7 +94,7 @@ BENCH_LAGGING_OPS="$LAGGING_OPS"
 mkdir -p "$(dirname "$OUT")"
 go run ./benchmarks/internal/report \
 	-root "$work/root.txt,$work/pgxroot.txt" \
-	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt" \
+	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt,$work/agent.txt" \
 	-commands "$work/commands" >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$OUT"
 echo "wrote $OUT" >&2

@@ -54,7 +54,7 @@ type env struct {
 	passwords []string // every password the test knows of, for the secrecy checks
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{pg: pgtest.Shared(t), sm: awssmtest.NewServer().Start()}
 	t.Cleanup(e.sm.Close)
@@ -70,7 +70,7 @@ func newEnv(t *testing.T) *env {
 // logOnFailure logs the application's log lines at Info level and above if
 // t failed, with every password of the secret's versions removed (the
 // tests fail if the logs hold one, but the log must not spread it).
-func (e *env) logOnFailure(t *testing.T, secretID string) {
+func (e *env) logOnFailure(t testing.TB, secretID string) {
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -111,7 +111,7 @@ func (e *env) knownPasswords() []string {
 }
 
 // assertNoPassword fails t if text holds any password the test knows of.
-func (e *env) assertNoPassword(t *testing.T, what, text string) {
+func (e *env) assertNoPassword(t testing.TB, what, text string) {
 	t.Helper()
 	for _, pw := range e.knownPasswords() {
 		if pw != "" && strings.Contains(text, pw) {
@@ -125,7 +125,7 @@ func (e *env) assertNoPassword(t *testing.T, what, text string) {
 // (by VersionId, so that no stage count moves) and remembers its password,
 // so that the rotation's generated passwords are covered by the secrecy
 // checks too.
-func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID string) {
+func (e *env) rememberAllVersions(ctx context.Context, t testing.TB, secretID string) {
 	t.Helper()
 	for id := range e.sm.Versions(secretID) {
 		if l, err := e.version(ctx, secretID, id); err == nil {
@@ -138,7 +138,7 @@ func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID st
 // anything it owns, and with the _clone role an alternating rotation may
 // have made for it) when the test ends. Call it before opening pools, so
 // that the role is dropped after they are closed.
-func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
+func (e *env) newRole(t testing.TB, prefix string) (role, password string) {
 	t.Helper()
 	role, password = pgtest.UniqueName(t, prefix), pgtest.RandomPassword(t)
 	e.remember(password)
@@ -157,7 +157,7 @@ func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
 
 // newMaster creates a role that can create and alter roles, as RDS's master
 // user can (it is not a superuser).
-func (e *env) newMaster(t *testing.T) (role, password string) {
+func (e *env) newMaster(t testing.TB) (role, password string) {
 	t.Helper()
 	role, password = pgtest.UniqueName(t, "master"), pgtest.RandomPassword(t)
 	e.remember(password)
@@ -170,7 +170,7 @@ func (e *env) newMaster(t *testing.T) (role, password string) {
 	return role, password
 }
 
-func (e *env) dropRole(t *testing.T, role string) {
+func (e *env) dropRole(t testing.TB, role string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var exists bool
@@ -187,7 +187,7 @@ func (e *env) dropRole(t *testing.T, role string) {
 
 // secretJSON is an RDS-format secret for the shared server, with extra
 // fields added.
-func (e *env) secretJSON(t *testing.T, user, password string, extra map[string]any) string {
+func (e *env) secretJSON(t testing.TB, user, password string, extra map[string]any) string {
 	t.Helper()
 	m := map[string]any{"engine": "postgres", "host": e.pg.Host, "port": e.pg.Port,
 		"username": user, "password": password, "dbname": "postgres"}
@@ -209,7 +209,7 @@ func (e *env) appDSN() string {
 // newApp is the application: a rotating Connector over the awssm source
 // with the application's (unwrapped) SDK client, and sql.OpenDB on it. Both
 // are closed when the test ends.
-func (e *env) newApp(t *testing.T, secretID string, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
+func (e *env) newApp(t testing.TB, secretID string, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
 	t.Helper()
 	src, err := awssm.New(e.client, secretID, awssm.WithLogger(e.logger))
 	if err != nil {
@@ -344,7 +344,7 @@ func newLogger() (*slog.Logger, *logBuffer) {
 
 // createTable creates a table through db, so that it is owned by the
 // application's role and dropped with it.
-func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
+func createTable(ctx context.Context, t testing.TB, db *sql.DB) string {
 	t.Helper()
 	table := pgtest.UniqueName(t, "t")
 	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, worker int NOT NULL, seq int NOT NULL)"); err != nil {
@@ -365,7 +365,7 @@ func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWor
 }
 
 // waitAcks waits until n more inserts than now have been acknowledged.
-func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
+func (l *load) waitAcks(ctx context.Context, t testing.TB, n int64, what string) {
 	t.Helper()
 	target := l.OK.Load() + n
 	testkit.WaitFor(ctx, t, 30*time.Second, what, func() bool { return l.OK.Load() >= target })
@@ -378,7 +378,7 @@ func (l *load) finish() { l.Finish() }
 // superuser (independently of the connector under test), and fails t for
 // a failed statement, a lost row or a row nobody acknowledged. Call it
 // after finish.
-func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) testkit.LoadResult {
+func (l *load) check(ctx context.Context, t testing.TB, pg *pgserver.Server) testkit.LoadResult {
 	t.Helper()
 	r, err := l.Verify(ctx, pg.Admin())
 	if err != nil {

@@ -72,6 +72,8 @@ type document struct {
 	// per interval.
 	Finding *refreshFinding
 
+	Agent []agentRow // BenchmarkAgentStoreCalls, by agentModes
+
 	Commands string
 	Raw      string
 }
@@ -186,6 +188,7 @@ func newDocument(r *results, commands string) *document {
 	d.summary(r)
 	d.rotationCost(r)
 	d.fleet(r)
+	d.agent(r)
 	return d
 }
 

@@ -49,6 +49,12 @@ func TestDocumentJudgementsFollowTheFigures(t *testing.T) {
 		want:  []string{"later than 2.2 s (up to 2.50 s): this ?-CPU machine"},
 		not:   []string{"finding below", "**Finding"},
 	}, {
+		name: "the agent's host",
+		lines: "BenchmarkAgentStoreCalls/mode=agent-ttl-1s-2 1 1.333 DescribeSecret/rotation 1.667 GetSecretValue/rotation 16.00 agent-requests/rotation 0 failed-statements 1.000 first-rotation-calls 0 refreshNow/rotation 16.00 source-calls/rotation\n" +
+			"BenchmarkAgentStoreCalls/mode=agent-ttl-1s-2 1 1.333 DescribeSecret/rotation 2 GetSecretValue/rotation 16.00 agent-requests/rotation 0 failed-statements 1.000 first-rotation-calls 0 refreshNow/rotation 16.00 source-calls/rotation\n",
+		want: []string{"| agent, TTL 1 s (rotations beyond the TTL) | 1.83 (1.67–2) | 1.33 | 1 | 16 | 0 | 16 | 0 |",
+			"| direct (`awssm`) | not measured |"},
+	}, {
 		name: "nothing measured",
 		want: []string{"# Benchmarks", "## How to rerun", "not measured"},
 	}} {
