@@ -563,8 +563,12 @@ func TestAgentFaults(t *testing.T) {
 			want: "smagent.ErrAgentUnreachable with context.DeadlineExceeded",
 		},
 	}
+	// Each case has its own endpoint, agent and role, and spends most of
+	// its time waiting (for the refresh to meet the failure, for the
+	// rotation wait): they run in parallel.
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			testAgentFault(t, tc.opts, tc.breakIt, tc.cause, tc.want)
 		})
 	}
