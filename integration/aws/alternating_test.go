@@ -13,7 +13,7 @@ import (
 )
 
 // TestAlternatingUsersRotation runs AWS's alternating-users rotation ten
-// times (five with pgx; app, app_clone, app, ...) while 64 workers insert rows, every
+// times (app, app_clone, app, ...) while 64 workers insert rows, every
 // statement on a new login. AWSCURRENT always logs in here, but the
 // credential the connector cached dies one rotation later, when setSecret
 // gives its user a new password; the connector must then follow AWSCURRENT,
@@ -23,31 +23,20 @@ import (
 // the new AWSCURRENT right away: after rotation k (k >= 2) it logs in with
 // the version that was AWSCURRENT when rotation k killed the one it had,
 // which is now AWSPREVIOUS. The window after setSecret is held open for
-// 300 ms so that the old credential dies well before finishSecret.
-//
-// It runs through each driver. pgx runs five rotations, not ten, as in
-// TestSingleUserRotationWindow: every assertion is per rotation, and in
-// every run so far each rotation from the second killed the credential
-// held, so five rotations make four kills, two of each user's, where ten
-// make nine. A
-// rotation takes 5 to 6 s under -race at load (the rotation function's
-// own calls wait behind 64 workers' logins for the CPU): ten per driver
-// came to nearly two of the package's minutes.
+// 300 ms so that the old credential dies well before finishSecret. It runs
+// through each driver.
 func TestAlternatingUsersRotation(t *testing.T) {
 	for _, d := range drivers.All {
-		rotations := 10
-		if d.Name == drivers.PGX.Name {
-			rotations = 5
-		}
-		t.Run(d.Name, func(t *testing.T) { testAlternatingUsersRotation(t, d, rotations) })
+		t.Run(d.Name, func(t *testing.T) { testAlternatingUsersRotation(t, d) })
 	}
 }
 
-func testAlternatingUsersRotation(t *testing.T, d drivers.Driver, rotations int) {
+func testAlternatingUsersRotation(t *testing.T, d drivers.Driver) {
 	const (
-		workers = 64
-		hold    = 300 * time.Millisecond
-		pause   = 200 * time.Millisecond
+		workers   = 64
+		rotations = 10
+		hold      = 300 * time.Millisecond
+		pause     = 200 * time.Millisecond
 	)
 	e := newEnv(t)
 	master, masterPW := e.newMaster(t)
