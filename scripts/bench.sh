@@ -73,6 +73,10 @@ bench fleet "${common[@]}" -bench '^BenchmarkFleet$' -benchtime 1x ./benchmarks/
 # here). Their section of the document is built from this output too.
 bench vault "${common[@]}" -bench '^BenchmarkVaultFleet$' -benchtime 1x ./secrets/vault/benchmarks/
 bench vaultlease "${common[@]}" -bench '^BenchmarkVaultLeaseChange$' -benchtime "${VAULT_LEASE_OPS}x" ./secrets/vault/benchmarks/
+# What the Secrets Manager Agent saves for the processes of one host: the
+# figures of docs/smagent.md. One op is a host through three rotations
+# (about 15 s).
+bench agent "${common[@]}" -bench '^BenchmarkAgentStoreCalls$' -benchtime 1x ./integration/aws/
 
 # The machine, for the document.
 export BENCH_DURATION BENCH_LOAD_END BENCH_DATE BENCH_COMMIT BENCH_CPU BENCH_NPROC BENCH_MEM BENCH_KERNEL BENCH_GO BENCH_ROTATIONS BENCH_REAL_CONNECT_OPS BENCH_STORE_CALLS_OPS BENCH_LAGGING_OPS
@@ -99,7 +103,7 @@ BENCH_LAGGING_OPS="$LAGGING_OPS"
 mkdir -p "$(dirname "$OUT")"
 go run ./benchmarks/internal/report \
 	-root "$work/root.txt,$work/pgxroot.txt" \
-	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt,$work/vault.txt,$work/vaultlease.txt" \
+	-bench "$work/real.txt,$work/calls.txt,$work/lagging.txt,$work/cost.txt,$work/fleet.txt,$work/vault.txt,$work/vaultlease.txt,$work/agent.txt" \
 	-commands "$work/commands" >"$work/benchmarks.md"
 mv "$work/benchmarks.md" "$OUT"
 echo "wrote $OUT" >&2

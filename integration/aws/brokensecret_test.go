@@ -60,8 +60,12 @@ func TestBrokenSecret(t *testing.T) {
 			want:    "no fetch error (a plain-password secret)",
 		},
 	}
+	// Each case has its own endpoint and role, and spends most of its time
+	// waiting (for the refresh to meet the fault, for the rotation wait):
+	// they run in parallel.
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			testBrokenSecret(t, tc.breakIt, tc.cause, tc.want)
 		})
 	}

@@ -30,6 +30,16 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // env is one test's world: the shared PostgreSQL server, a Secrets Manager
 // endpoint of its own, and three SDK clients for it.
+//
+// The server is pgtest.SharedMD5: the application's roles log in with md5,
+// not SCRAM. These tests log in for every statement with up to 64 workers,
+// and under -race SCRAM's client-side key derivation took most of the
+// machine's CPU: the rotation function's own calls queued behind it, and
+// TestAlternatingUsersRotation's ten lib/pq rotations took 42 s, against
+// 12 s with md5. What the tests measure (store calls per rotation, no
+// failed statement, the errors once a credential dies: 28P01 either way)
+// does not depend on the method; the SCRAM path under load stays covered
+// by the integration and integration/faults packages.
 type env struct {
 	pg *pgserver.Server
 	sm *awssmtest.Server
@@ -54,9 +64,9 @@ type env struct {
 	known testkit.Secrets // every password the test knows of, for the secrecy checks
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{pg: pgtest.Shared(t), sm: awssmtest.NewServer().Start()}
+	e := &env{pg: pgtest.SharedMD5(t), sm: awssmtest.NewServer().Start()}
 	t.Cleanup(e.sm.Close)
 	ctx := context.Background()
 	e.client = e.sm.Client(ctx)
@@ -70,7 +80,7 @@ func newEnv(t *testing.T) *env {
 // logOnFailure logs the application's log lines at Info level and above if
 // t failed, with every password of the secret's versions removed (the
 // tests fail if the logs hold one, but the log must not spread it).
-func (e *env) logOnFailure(t *testing.T, secretID string) {
+func (e *env) logOnFailure(t testing.TB, secretID string) {
 	e.logs.LogOnFailure(t, "the application's log", func() []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -85,7 +95,7 @@ func (e *env) remember(pw ...string) { e.known.Add(pw...) }
 func (e *env) knownPasswords() []string { return e.known.List() }
 
 // assertNoPassword fails t if text holds any password the test knows of.
-func (e *env) assertNoPassword(t *testing.T, what, text string) {
+func (e *env) assertNoPassword(t testing.TB, what, text string) {
 	t.Helper()
 	e.known.AssertNone(t, what, text)
 }
@@ -94,7 +104,7 @@ func (e *env) assertNoPassword(t *testing.T, what, text string) {
 // (by VersionId, so that no stage count moves) and remembers its password,
 // so that the rotation's generated passwords are covered by the secrecy
 // checks too.
-func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID string) {
+func (e *env) rememberAllVersions(ctx context.Context, t testing.TB, secretID string) {
 	t.Helper()
 	for id := range e.sm.Versions(secretID) {
 		if l, err := e.version(ctx, secretID, id); err == nil {
@@ -107,7 +117,7 @@ func (e *env) rememberAllVersions(ctx context.Context, t *testing.T, secretID st
 // anything it owns, and with the _clone role an alternating rotation may
 // have made for it) when the test ends. Call it before opening pools, so
 // that the role is dropped after they are closed.
-func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
+func (e *env) newRole(t testing.TB, prefix string) (role, password string) {
 	t.Helper()
 	role, password = pgtest.UniqueName(t, prefix), pgtest.RandomPassword(t)
 	e.remember(password)
@@ -126,7 +136,7 @@ func (e *env) newRole(t *testing.T, prefix string) (role, password string) {
 
 // newMaster creates a role that can create and alter roles, as RDS's master
 // user can (it is not a superuser).
-func (e *env) newMaster(t *testing.T) (role, password string) {
+func (e *env) newMaster(t testing.TB) (role, password string) {
 	t.Helper()
 	role, password = pgtest.UniqueName(t, "master"), pgtest.RandomPassword(t)
 	e.remember(password)
@@ -139,11 +149,11 @@ func (e *env) newMaster(t *testing.T) (role, password string) {
 	return role, password
 }
 
-func (e *env) dropRole(t *testing.T, role string) { pgtest.DropRoleIfExists(t, e.pg, role) }
+func (e *env) dropRole(t testing.TB, role string) { pgtest.DropRoleIfExists(t, e.pg, role) }
 
 // secretJSON is an RDS-format secret for the shared server, with extra
 // fields added.
-func (e *env) secretJSON(t *testing.T, user, password string, extra map[string]any) string {
+func (e *env) secretJSON(t testing.TB, user, password string, extra map[string]any) string {
 	t.Helper()
 	return pgtest.SecretJSON(t, e.pg, user, password, extra)
 }
@@ -154,7 +164,7 @@ func (e *env) appDSN() string { return pgtest.EndpointDSN(e.pg) }
 // newApp is the application: a rotating Connector over the awssm source
 // with the application's (unwrapped) SDK client, and sql.OpenDB on it. Both
 // are closed when the test ends.
-func (e *env) newApp(t *testing.T, secretID string, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
+func (e *env) newApp(t testing.TB, secretID string, opts ...rotating.Option) (*rotating.Connector, *sql.DB) {
 	t.Helper()
 	src, err := awssm.New(e.client, secretID, awssm.WithLogger(e.logger))
 	if err != nil {
@@ -283,7 +293,7 @@ func newLogger() (*slog.Logger, *logBuffer) { return testkit.NewJSONLogger() }
 
 // createTable creates a table through db, so that it is owned by the
 // application's role and dropped with it.
-func createTable(ctx context.Context, t *testing.T, db *sql.DB) string {
+func createTable(ctx context.Context, t testing.TB, db *sql.DB) string {
 	return pgtest.CreateLoadTable(ctx, t, db)
 }
 
@@ -299,7 +309,7 @@ func startLoad(ctx context.Context, db *sql.DB, table string, workers, maxPerWor
 }
 
 // waitAcks waits until n more inserts than now have been acknowledged.
-func (l *load) waitAcks(ctx context.Context, t *testing.T, n int64, what string) {
+func (l *load) waitAcks(ctx context.Context, t testing.TB, n int64, what string) {
 	t.Helper()
 	l.WaitAcks(ctx, t, n, what)
 }
@@ -311,7 +321,7 @@ func (l *load) finish() { l.Finish() }
 // superuser (independently of the connector under test), and fails t for
 // a failed statement, a lost row or a row nobody acknowledged. Call it
 // after finish.
-func (l *load) check(ctx context.Context, t *testing.T, pg *pgserver.Server) testkit.LoadResult {
+func (l *load) check(ctx context.Context, t testing.TB, pg *pgserver.Server) testkit.LoadResult {
 	t.Helper()
 	return l.Check(ctx, t, pg.Admin())
 }

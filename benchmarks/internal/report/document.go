@@ -74,6 +74,7 @@ type document struct {
 
 	// Vault is the HashiCorp Vault section, nil if it was not measured.
 	Vault *vaultSection
+	Agent []agentRow // BenchmarkAgentStoreCalls, by agentModes
 
 	Commands string
 	Raw      string
@@ -190,6 +191,7 @@ func newDocument(r *results, commands string) *document {
 	d.rotationCost(r)
 	d.fleet(r)
 	d.Vault = r.vault()
+	d.agent(r)
 	return d
 }
 

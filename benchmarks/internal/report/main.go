@@ -220,7 +220,7 @@ func env(k, def string) string {
 
 func main() {
 	rootPaths := flag.String("root", "", "comma-separated outputs of the no-op-dial benchmarks (root package, pgxv5)")
-	benchPaths := flag.String("bench", "", "comma-separated outputs of ./benchmarks/ runs")
+	benchPaths := flag.String("bench", "", "comma-separated outputs of ./benchmarks/ and ./integration/aws/ runs")
 	cmdPath := flag.String("commands", "", "file listing the commands that produced the outputs")
 	flag.Parse()
 

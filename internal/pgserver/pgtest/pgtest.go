@@ -16,6 +16,9 @@
 // (see [pgserver.Options.TLS]). It is always a throwaway server, even when
 // ROTATING_TEST_PG_DSN is set, since only a server started here has the
 // test CA.
+//
+// SharedMD5 is Shared for a server on which roles log in with md5, not
+// SCRAM-SHA-256, for load tests whose subject is not the login method.
 package pgtest
 
 import (
@@ -87,6 +90,7 @@ var (
 		hint: externalHint,
 	}
 	sharedTLS = &sharedServer{what: "TLS PostgreSQL server", open: openTLS}
+	sharedMD5 = &sharedServer{what: "md5 PostgreSQL server", open: openMD5, hint: externalHint}
 )
 
 // Shared returns the server shared by all tests of this test binary,
@@ -106,6 +110,24 @@ func Shared(t testing.TB) *pgserver.Server {
 func SharedTLS(t testing.TB) *pgserver.Server {
 	t.Helper()
 	return sharedTLS.get(t, "pgtest.SharedTLS")
+}
+
+// SharedMD5 is Shared for a server on which roles log in with md5 rather
+// than SCRAM-SHA-256: password_encryption=md5 and md5 in pg_hba.conf (the
+// superuser keeps its SCRAM password, which the md5 method still accepts).
+// A SCRAM login costs the client thousands of HMAC rounds, which under the
+// race detector make a load that logs in for every statement spend most
+// of the machine's CPU on them; SharedMD5 is for tests whose subject is not
+// the authentication method (a login with a dead password is refused with
+// 28P01 either way). It is a third server, started on first use; with
+// ROTATING_TEST_PG_DSN set it is Shared's external server, as that one is
+// configured.
+func SharedMD5(t testing.TB) *pgserver.Server {
+	t.Helper()
+	if os.Getenv(EnvDSN) != "" {
+		return Shared(t)
+	}
+	return sharedMD5.get(t, "pgtest.SharedMD5")
 }
 
 func (s *sharedServer) get(t testing.TB, fn string) *pgserver.Server {
@@ -142,7 +164,7 @@ func Main(m *testing.M) int {
 	mainActive.Store(false)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	for _, s := range []*sharedServer{shared, sharedTLS} {
+	for _, s := range []*sharedServer{shared, sharedTLS, sharedMD5} {
 		if s.srv == nil {
 			continue
 		}
@@ -201,6 +223,25 @@ func openTLS() (*pgserver.Server, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	return pgserver.Start(ctx, pgserver.Options{TLS: true})
+}
+
+// openMD5 starts a throwaway server whose roles log in with md5.
+func openMD5() (*pgserver.Server, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	srv, err := pgserver.Start(ctx, pgserver.Options{ExtraConf: map[string]string{"password_encryption": "md5"}})
+	if err != nil {
+		return nil, err
+	}
+	err = srv.WriteHBA([]string{"local all all md5", "host all all 127.0.0.1/32 md5"})
+	if err == nil {
+		err = srv.ReloadConf(ctx)
+	}
+	if err != nil {
+		_ = srv.Stop()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // fail skips or fails t for a server that could not be had; hint follows

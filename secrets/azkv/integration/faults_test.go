@@ -117,10 +117,17 @@ func storeFaults() []storeFault {
 // then fail, within the rotation wait, with a *rotating.AuthError that is
 // rejected and fetch-failed at once, holds the driver's 28P01, names the
 // secret, wraps the vault's error, and quotes no password or token.
+//
+// The cases run in parallel: each has a vault and a role of its own, and
+// spends most of its time waiting for the refresh to meet the fault and
+// for the rotation wait.
 func TestStoreFaults(t *testing.T) {
 	for _, d := range drivers.All {
 		for _, f := range storeFaults() {
-			t.Run(d.Name+"/"+f.name, func(t *testing.T) { testStoreFault(t, d, f) })
+			t.Run(d.Name+"/"+f.name, func(t *testing.T) {
+				t.Parallel()
+				testStoreFault(t, d, f)
+			})
 		}
 	}
 }

@@ -127,9 +127,16 @@ var storeFaults = []storeFault{
 // cached credential still works, so no statement may fail and it must not
 // be replaced. After each fault ends, a read succeeds again. It runs
 // through each driver.
+//
+// The drivers run in parallel, each with a Secret Manager and a role of
+// its own: the faults are the store's, met by the background refresh at
+// its own pace, and each lasts at least faultFor whatever else runs.
 func TestStoreFaultsWhileCredentialWorks(t *testing.T) {
 	for _, d := range drivers.All {
-		t.Run(d.Name, func(t *testing.T) { testStoreFaultsWhileCredentialWorks(t, d) })
+		t.Run(d.Name, func(t *testing.T) {
+			t.Parallel()
+			testStoreFaultsWhileCredentialWorks(t, d)
+		})
 	}
 }
 
@@ -222,11 +229,16 @@ func countLines(e *env, sub string) int {
 // that is rejected (the driver's 28P01 reachable) and fetch-failed, wraps
 // the *gcpsm.Error with the store's gRPC status (or the parse error),
 // names the secret and quotes no password. It runs through each driver.
+// The cases, each with a Secret Manager and a role of its own and no load,
+// spend most of their time in the rotation wait: they run in parallel.
 func TestCredentialDiesWhileStoreFails(t *testing.T) {
 	for _, d := range drivers.All {
 		t.Run(d.Name, func(t *testing.T) {
 			for _, f := range storeFaults {
-				t.Run(f.name, func(t *testing.T) { testCredentialDiesWhileStoreFails(t, d, f) })
+				t.Run(f.name, func(t *testing.T) {
+					t.Parallel()
+					testCredentialDiesWhileStoreFails(t, d, f)
+				})
 			}
 		})
 	}
