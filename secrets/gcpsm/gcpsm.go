@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/secretmanager/apiv1/secretmanagerpb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/pgrotate/rotating/secrets"
@@ -193,6 +194,12 @@ func (s *Source) failure(ctx context.Context, err error, attempts *attemptCounte
 	// before its first attempt (a bad TLS certificate) counts as one.
 	e := &Error{Op: OpAccess, Name: s.name, Attempts: max(attempts.failed, 1), Err: err}
 	ctxErr := ctx.Err()
+	if d, ok := ctx.Deadline(); ctxErr == nil && ok && status.Code(err) == codes.DeadlineExceeded && !time.Now().Before(d) {
+		// gRPC enforces ctx's deadline with a timer of its own, which can
+		// fire a moment before ctx reports it: the call still ended
+		// because ctx's deadline passed.
+		ctxErr = context.DeadlineExceeded
+	}
 	switch {
 	case ctxErr != nil && errors.Is(err, ctxErr) && attempts.last != nil:
 		// gax returns the bare context error when ctx ends during its
