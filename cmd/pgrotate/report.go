@@ -443,16 +443,9 @@ func (r *Report) RejectedCheck() *RejectedLoginsCheck {
 	if len(r.Rotations) == 0 {
 		return nil
 	}
-	c := &RejectedLoginsCheck{Source: "server log; Stats().AuthFailures agrees"}
-	if r.ServerLogNote != "" {
-		c.Source = "Stats().AuthFailures; the server log was not read"
-	}
-	var stats []int64
-	agree := true
+	c := &RejectedLoginsCheck{Source: r.rejectedSource()}
 	for _, x := range r.Rotations {
 		n := x.RejectedLogins()
-		stats = append(stats, int64(x.Rejected))
-		agree = agree && n == int64(x.Rejected)
 		if x.Kind == kindRunbook {
 			c.Runbook = append(c.Runbook, n)
 			continue
@@ -462,10 +455,25 @@ func (r *Report) RejectedCheck() *RejectedLoginsCheck {
 			c.OverBound = append(c.OverBound, int64(x.N))
 		}
 	}
-	if r.ServerLogNote == "" && !agree {
-		c.Source = "server log; Stats().AuthFailures counted " + joinCounts(stats)
-	}
 	return c
+}
+
+// rejectedSource says where the rejected-login counts of the rotations
+// come from: the server log, and whether the connector's Stats agree.
+func (r *Report) rejectedSource() string {
+	if r.ServerLogNote != "" {
+		return "Stats().AuthFailures; the server log was not read"
+	}
+	var stats []int64
+	agree := true
+	for _, x := range r.Rotations {
+		stats = append(stats, int64(x.Rejected))
+		agree = agree && x.RejectedLogins() == int64(x.Rejected)
+	}
+	if !agree {
+		return "server log; Stats().AuthFailures counted " + joinCounts(stats)
+	}
+	return "server log; Stats().AuthFailures agrees"
 }
 
 // RunbookMetRejection reports whether a runbook rotation had rejected
